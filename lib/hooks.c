@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// The table of libc functions the shim wraps, and their resolution with dlsym(RTLD_NEXT).
+// Resolution happens once, early (constructor or the first wrapper called), never inside fork:
+// dlsym may allocate.
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct fs_real fs_real;
+
+static const struct {
+    const char *name;
+    void **slot;
+    int required;
+} hooks[] = {
+#define HOOK(field, sym, req) {sym, (void **)&fs_real.field, req}
+    HOOK(fork, "fork", 1),
+    HOOK(pthread_create, "pthread_create", 1),
+    HOOK(pthread_setname_np, "pthread_setname_np", 0),
+    HOOK(register_atfork, "__register_atfork", 1),
+    HOOK(sem_init, "sem_init", 1),
+    HOOK(sem_destroy, "sem_destroy", 1),
+    HOOK(sem_wait, "sem_wait", 1),
+    HOOK(sem_trywait, "sem_trywait", 1),
+    HOOK(sem_timedwait, "sem_timedwait", 1),
+    HOOK(sem_clockwait, "sem_clockwait", 0), /* glibc 2.30+ */
+    HOOK(sem_post, "sem_post", 1),
+    HOOK(execve, "execve", 1),
+    HOOK(execv, "execv", 1),
+    HOOK(execvp, "execvp", 1),
+    HOOK(execvpe, "execvpe", 0),
+    HOOK(fexecve, "fexecve", 0),
+    HOOK(exit_, "_exit", 1),
+    HOOK(Exit_, "_Exit", 1),
+#undef HOOK
+};
+
+void fs_hooks_resolve(void) {
+    static _Atomic int done;
+    if (atomic_load_explicit(&done, memory_order_acquire)) return;
+    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+        if (*hooks[i].slot) continue;
+        void *p = dlsym(RTLD_NEXT, hooks[i].name);
+        if (!p && hooks[i].required) {
+            /* No libc below us has this function: nothing sane can be called. */
+            static const char msg[] = "forksafe: required libc symbol not found: ";
+            (void)!write(2, msg, sizeof msg - 1);
+            (void)!write(2, hooks[i].name, __builtin_strlen(hooks[i].name));
+            (void)!write(2, "\n", 1);
+            abort();
+        }
+        /* Several threads may race here; they store the same value. */
+        __atomic_store_n(hooks[i].slot, p, __ATOMIC_RELEASE);
+    }
+    atomic_store_explicit(&done, 1, memory_order_release);
+}

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+// Declarations shared by the shim's files. Every name here is internal: `fs_` for our own
+// functions and state, `fs_real` for the libc functions we wrap. Nothing here is exported.
+#ifndef FORKSAFE_INTERNAL_H
+#define FORKSAFE_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define FS_EXPORT __attribute__((visibility("default")))
+#define fs_likely(x) __builtin_expect(!!(x), 1)
+#define fs_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- hooks.c: the libc functions we wrap, resolved with dlsym(RTLD_NEXT) ---- */
+struct fs_real {
+    pid_t (*fork)(void);
+    int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    int (*pthread_setname_np)(pthread_t, const char *);
+    int (*register_atfork)(void (*)(void), void (*)(void), void (*)(void), void *);
+    int (*sem_init)(sem_t *, int, unsigned);
+    int (*sem_destroy)(sem_t *);
+    int (*sem_wait)(sem_t *);
+    int (*sem_trywait)(sem_t *);
+    int (*sem_timedwait)(sem_t *, const struct timespec *);
+    int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+    int (*sem_post)(sem_t *);
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execv)(const char *, char *const[]);
+    int (*execvp)(const char *, char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    void (*exit_)(int);  /* _exit */
+    void (*Exit_)(int);  /* _Exit */
+};
+extern struct fs_real fs_real;
+/* Resolves every hook once. Safe to call from any wrapper, any number of times. */
+void fs_hooks_resolve(void);
+#define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_hooks_resolve(), fs_real.name))
+
+/* ---- init.c: one-time start-up (settings, atfork handlers, log descriptor) ---- */
+void fs_init(void);
+
+/* ---- settings.c ---- */
+enum fs_mode { FS_MODE_REPAIR, FS_MODE_REPORT, FS_MODE_OFF };
+enum fs_format { FS_FORMAT_TEXT, FS_FORMAT_JSON };
+enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL };
+#define FS_SETTING(id, env, kind, def, choices, help) FS_SET_##id,
+enum fs_setting_id {
+#include "settings.def"
+    FS_SET_COUNT
+};
+#undef FS_SETTING
+#define FS_SETTING_STR_MAX 512
+struct fs_setting_value {
+    int num;                        /* enum index or bool */
+    char str[FS_SETTING_STR_MAX];   /* the effective text */
+    int from_env;                   /* 1 if the environment set it (validly) */
+};
+struct fs_settings { struct fs_setting_value v[FS_SET_COUNT]; };
+extern struct fs_settings fs_settings;
+/* Parses every setting from `get` (getenv in production). Invalid values keep the default and
+ * write one warning line each to `warn_fd` (-1: none). Returns the number of warnings. */
+int fs_settings_parse(struct fs_settings *out, const char *(*get)(const char *), int warn_fd);
+/* Writes the effective settings, one `forksafe[PID]: FORKSAFE_X=value` line each. */
+void fs_settings_dump(const struct fs_settings *s, int fd);
+static inline int fs_setting(enum fs_setting_id id) { return fs_settings.v[id].num; }
+
+/* ---- fmt.c: a formatter into a caller's buffer; async-signal-safe ---- */
+struct fs_buf {
+    char *p;
+    size_t len, cap;
+    int fd;          /* flushed here when full; -1: truncate instead */
+};
+void fs_buf_init(struct fs_buf *b, char *mem, size_t cap, int fd);
+void fs_buf_mem(struct fs_buf *b, const char *s, size_t n);
+void fs_buf_str(struct fs_buf *b, const char *s);
+void fs_buf_chr(struct fs_buf *b, char c);
+void fs_buf_int(struct fs_buf *b, long long v);
+void fs_buf_hex(struct fs_buf *b, uintptr_t v);       /* 0x... */
+void fs_buf_json_str(struct fs_buf *b, const char *s); /* quoted, escaped */
+void fs_buf_time_iso(struct fs_buf *b, const struct timespec *t); /* 2026-11-22T03:04:05.678Z */
+void fs_buf_flush(struct fs_buf *b);
+/* Writes all of buf to fd, retrying on EINTR and short writes. Returns 0 or -1. */
+int fs_write_all(int fd, const char *buf, size_t len);
+/* Reads /proc/<pid>/task/<tid>/comm into name[16]; returns 0 or -1 (name set to ""). */
+int fs_read_comm(pid_t pid, pid_t tid, char name[16]);
+
+/* ---- log.c: the descriptor reports go to ---- */
+void fs_log_init(void);     /* at start: duplicates stderr if that is the destination */
+int fs_log_fd(void);        /* the descriptor to write to now, or -1; async-signal-safe */
+void fs_log_after_fork_child(void);
+
+/* ---- threads.c: the registry of threads, who we are, what is alive ---- */
+#define FS_MAX_THREADS 16384
+enum fs_thread_state { FS_T_FREE, FS_T_STARTING, FS_T_LIVE, FS_T_LOST };
+struct fs_thread {
+    _Atomic uint32_t state;
+    pid_t tid;
+    pid_t home_pid;          /* process the thread lived in when it was lost */
+    uint32_t start_sym;      /* index into the symbol cache + 1; 0: unknown */
+    void *(*start)(void *);
+    void *arg;
+    pthread_t self;          /* pthread_self() of the thread */
+    char name[16];           /* OS thread name, as last known */
+};
+extern struct fs_thread fs_threads[FS_MAX_THREADS];
+extern _Atomic uint32_t fs_threads_hwm;     /* slots [0, hwm) have ever been used */
+/* This thread's registry id (slot + 1), registering it on first use; 0 if untracked. */
+uint32_t fs_self_id_slow(void);
+extern __thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
+extern __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
+#define FS_SELF_GONE UINT32_MAX
+static inline uint32_t fs_self_id(void) {
+    uint32_t id = fs_tls_self;
+    if (fs_likely(id != 0 && id != FS_SELF_GONE)) return id;
+    return id == 0 ? fs_self_id_slow() : 0;
+}
+pid_t fs_gettid(void);
+static inline struct fs_thread *fs_thread_by_id(uint32_t id) {
+    return (id >= 1 && id <= FS_MAX_THREADS) ? &fs_threads[id - 1] : NULL;
+}
+static inline int fs_thread_is_lost(uint32_t id) {
+    struct fs_thread *t = fs_thread_by_id(id);
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LOST;
+}
+struct fs_thread *fs_thread_find_tid(pid_t tid);
+/* In the forked child: every live thread but the caller becomes lost. Returns how many. */
+int fs_threads_mark_lost(pid_t parent_pid);
+void fs_threads_init(void);
+/* Lists the tids of /proc/self/task into tids[cap]; returns how many exist (may exceed cap). */
+int fs_list_tasks(pid_t *tids, int cap);
+
+/* ---- symbols.c: start routine -> "symbol+0xoff (library)", resolved outside fork ---- */
+uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure */
+void fs_symbol_format(struct fs_buf *b, uint32_t sym); /* "fn+0x10 (/lib/x.so)" */
+
+/* ---- fork.c: the fork path ---- */
+#define FS_MAX_SNAPSHOT 16384
+struct fs_fork_snapshot {
+    pid_t parent_pid;
+    pid_t forking_tid;            /* in the parent */
+    struct timespec time;
+    int ntasks;                   /* how many threads existed (may exceed the array) */
+    pid_t tasks[FS_MAX_SNAPSHOT];
+};
+extern struct fs_fork_snapshot fs_snap;
+/* Hot-path flag: nonzero in a forked child that may hold orphaned locks or owe a report. */
+extern _Atomic int fs_child_armed;
+/* Non-zero when the semaphore wrappers record owners (mode is not off). */
+extern int fs_tracking;
+/* Writes this child's fork report if it still owes one (the child is clearly going on). */
+void fs_child_report_now(void);
+void fs_child_report_cancel(void);   /* exec: the child is being replaced */
+void fs_atfork_register(void);
+void fs_fork_init(void);   /* registers the exit hook */
+
+/* ---- report.c: building the reports ---- */
+void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid);
+void fs_report_lock(const char *event, const void *lock, uint32_t owner_id);
+void fs_report_line_start(struct fs_buf *b, const char *event, const struct timespec *when);
+void fs_report_line_end(struct fs_buf *b);
+
+#endif

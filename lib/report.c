@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+// The reports, in text or JSON (the README's "Report format" section is the contract).
+// Written from forked children, possibly before exec: async-signal-safe only -- a stack buffer,
+// our formatter, write(2) to a descriptor we own.
+#include "internal.h"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define REPORT_BUF 4096
+
+static int json(void) { return fs_setting(FS_SET_format) == FS_FORMAT_JSON; }
+
+void fs_report_line_start(struct fs_buf *b, const char *event, const struct timespec *when) {
+    if (json()) {
+        fs_buf_str(b, "{\"event\":");
+        fs_buf_json_str(b, event);
+        fs_buf_str(b, ",\"time\":\"");
+        fs_buf_time_iso(b, when);
+        fs_buf_str(b, "\",\"pid\":");
+        fs_buf_int(b, getpid());
+    } else {
+        fs_buf_str(b, "forksafe[");
+        fs_buf_int(b, getpid());
+        fs_buf_str(b, "]: ");
+    }
+}
+
+void fs_report_line_end(struct fs_buf *b) { fs_buf_str(b, json() ? "}\n" : "\n"); }
+
+static void self_name(char name[16]) {
+    if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
+}
+
+/* The name of thread `tid` of process `pid`: the registry's if known, else /proc's. */
+static void thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[16]) {
+    if (t && t->name[0]) {
+        __builtin_memcpy(name, t->name, 16);
+        name[15] = '\0';
+    } else if (fs_read_comm(pid, tid, name) != 0) {
+        name[0] = '\0';
+    }
+}
+
+static void text_thread(struct fs_buf *b, pid_t tid, const char *name) {
+    fs_buf_str(b, "thread ");
+    fs_buf_int(b, tid);
+    fs_buf_str(b, " '");
+    fs_buf_str(b, name);
+    fs_buf_chr(b, '\'');
+}
+
+void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
+    int fd = fs_log_fd();
+    if (fd < 0) return;
+    char mem[REPORT_BUF], fname[16], name[16];
+    struct fs_buf b;
+    fs_buf_init(&b, mem, sizeof mem, fd);
+    self_name(fname);
+    int listed = snap->ntasks < FS_MAX_SNAPSHOT ? snap->ntasks : FS_MAX_SNAPSHOT;
+    int nlost = snap->ntasks - 1;
+
+    fs_report_line_start(&b, "fork", &snap->time);
+    if (json()) {
+        fs_buf_str(&b, ",\"parent_pid\":");
+        fs_buf_int(&b, snap->parent_pid);
+        fs_buf_str(&b, ",\"child_pid\":");
+        fs_buf_int(&b, child_pid);
+        fs_buf_str(&b, ",\"forking_thread\":{\"tid\":");
+        fs_buf_int(&b, snap->forking_tid);
+        fs_buf_str(&b, ",\"name\":");
+        fs_buf_json_str(&b, fname);
+        fs_buf_str(&b, "},\"lost_threads_total\":");
+        fs_buf_int(&b, nlost);
+        fs_buf_str(&b, ",\"lost_threads\":[");
+    } else {
+        fs_buf_str(&b, "process ");
+        fs_buf_int(&b, snap->parent_pid);
+        fs_buf_str(&b, " forked child ");
+        fs_buf_int(&b, child_pid);
+        fs_buf_str(&b, " from ");
+        text_thread(&b, snap->forking_tid, fname);
+        fs_buf_str(&b, "; the child lost ");
+        fs_buf_int(&b, nlost);
+        fs_buf_str(&b, nlost == 1 ? " thread:\n" : " threads:\n");
+    }
+    int first = 1;
+    for (int i = 0; i < listed; i++) {
+        pid_t tid = snap->tasks[i];
+        if (tid == snap->forking_tid) continue;
+        const struct fs_thread *t = fs_thread_find_tid(tid);
+        thread_name(t, snap->parent_pid, tid, name);
+        if (json()) {
+            fs_buf_str(&b, first ? "{\"tid\":" : ",{\"tid\":");
+            fs_buf_int(&b, tid);
+            fs_buf_str(&b, ",\"name\":");
+            fs_buf_json_str(&b, name);
+            fs_buf_str(&b, ",\"start\":");
+            if (t && t->start_sym) {
+                char sym[256];
+                struct fs_buf s;
+                fs_buf_init(&s, sym, sizeof sym - 1, -1);
+                fs_symbol_format(&s, t->start_sym);
+                sym[s.len] = '\0';
+                fs_buf_json_str(&b, sym);
+            } else {
+                fs_buf_str(&b, "null");
+            }
+            fs_buf_chr(&b, '}');
+        } else {
+            fs_report_line_start(&b, "fork", &snap->time);
+            fs_buf_str(&b, "  lost ");
+            text_thread(&b, tid, name);
+            if (t && t->start_sym) {
+                fs_buf_str(&b, " started at ");
+                fs_symbol_format(&b, t->start_sym);
+            } else {
+                fs_buf_str(&b, " (start routine unknown: not started through pthread_create, or not yet running)");
+            }
+            fs_buf_chr(&b, '\n');
+        }
+        first = 0;
+    }
+    if (json()) {
+        fs_buf_chr(&b, ']');
+        fs_report_line_end(&b);
+    } else if (listed < snap->ntasks) {
+        fs_report_line_start(&b, "fork", &snap->time);
+        fs_buf_str(&b, "  ... and ");
+        fs_buf_int(&b, snap->ntasks - listed);
+        fs_buf_str(&b, " more\n");
+    }
+    fs_buf_flush(&b);
+}
+
+void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
+    int fd = fs_log_fd();
+    if (fd < 0) return;
+    const struct fs_thread *owner = fs_thread_by_id(owner_id);
+    char mem[1024], oname[16], name[16];
+    struct fs_buf b;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    fs_buf_init(&b, mem, sizeof mem, fd);
+    thread_name(owner, owner->home_pid, owner->tid, oname);
+    self_name(name);
+    int repaired = event[5] == 'r'; /* "lock_repaired" */
+
+    fs_report_line_start(&b, event, &now);
+    if (json()) {
+        fs_buf_str(&b, ",\"lock\":\"");
+        fs_buf_hex(&b, (uintptr_t)lock);
+        fs_buf_str(&b, "\",\"type\":\"semaphore\",\"owner_tid\":");
+        fs_buf_int(&b, owner->tid);
+        fs_buf_str(&b, ",\"owner_name\":");
+        fs_buf_json_str(&b, oname);
+        fs_buf_str(&b, ",\"tid\":");
+        fs_buf_int(&b, fs_gettid());
+        fs_buf_str(&b, ",\"name\":");
+        fs_buf_json_str(&b, name);
+    } else if (repaired) {
+        fs_buf_str(&b, "repaired semaphore ");
+        fs_buf_hex(&b, (uintptr_t)lock);
+        fs_buf_str(&b, ": held by lost ");
+        text_thread(&b, owner->tid, oname);
+        fs_buf_str(&b, ", handed to ");
+        text_thread(&b, fs_gettid(), name);
+    } else {
+        text_thread(&b, fs_gettid(), name);
+        fs_buf_str(&b, " waits on semaphore ");
+        fs_buf_hex(&b, (uintptr_t)lock);
+        fs_buf_str(&b, ", held by lost ");
+        text_thread(&b, owner->tid, oname);
+        fs_buf_str(&b, "; not repaired (FORKSAFE_MODE=report): this wait may never end");
+    }
+    fs_report_line_end(&b);
+    fs_buf_flush(&b);
+}

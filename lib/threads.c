@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+// The thread registry: one slot per thread that was started through pthread_create or touched a
+// semaphore, holding its tid, start routine and name. A thread's id (slot + 1) is what the
+// semaphore wrappers record as a lock's owner. In a forked child, the slots of the threads that
+// did not survive become LOST and are never reused there. Also: listing /proc/self/task.
+// fs_threads_mark_lost() and fs_list_tasks() run inside fork(): async-signal-safe only.
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct fs_thread fs_threads[FS_MAX_THREADS];
+_Atomic uint32_t fs_threads_hwm;
+static _Atomic uint32_t free_hint;
+
+__thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
+__thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t exit_key;
+static _Atomic int exit_key_state; /* 0 none, 1 creating, 2 ready */
+
+pid_t fs_gettid(void) {
+    pid_t t = fs_tls_tid;
+    if (fs_unlikely(t == 0)) t = fs_tls_tid = (pid_t)syscall(SYS_gettid);
+    return t;
+}
+
+/* At thread exit: the slot is free again; later semaphore calls of this thread go untracked. */
+static void on_thread_exit(void *p) {
+    struct fs_thread *t = p;
+    fs_tls_self = FS_SELF_GONE;
+    atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+}
+
+static int ensure_exit_key(void) {
+    int s = atomic_load_explicit(&exit_key_state, memory_order_acquire);
+    if (fs_likely(s == 2)) return 0;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&exit_key_state, &expected, 1)) {
+        if (pthread_key_create(&exit_key, on_thread_exit) != 0) {
+            atomic_store(&exit_key_state, 0);
+            return -1;
+        }
+        atomic_store_explicit(&exit_key_state, 2, memory_order_release);
+        return 0;
+    }
+    while (atomic_load_explicit(&exit_key_state, memory_order_acquire) == 1) sched_yield();
+    return atomic_load(&exit_key_state) == 2 ? 0 : -1;
+}
+
+void fs_threads_init(void) { ensure_exit_key(); }
+
+/* Claims a free slot (state STARTING). NULL when the registry is full. */
+static struct fs_thread *claim_slot(void) {
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    /* Reuse a freed slot first, so the registry stays as small as the live thread count. */
+    uint32_t start = atomic_load_explicit(&free_hint, memory_order_relaxed);
+    for (uint32_t k = 0; k < hwm && k < 256; k++) {
+        uint32_t i = (start + k) % hwm;
+        uint32_t expected = FS_T_FREE;
+        if (atomic_compare_exchange_strong(&fs_threads[i].state, &expected, FS_T_STARTING)) {
+            atomic_store_explicit(&free_hint, i + 1, memory_order_relaxed);
+            return &fs_threads[i];
+        }
+    }
+    for (;;) {
+        uint32_t i = atomic_fetch_add(&fs_threads_hwm, 1);
+        if (i >= FS_MAX_THREADS) {
+            atomic_store(&fs_threads_hwm, FS_MAX_THREADS);
+            return NULL;
+        }
+        uint32_t expected = FS_T_FREE;
+        if (atomic_compare_exchange_strong(&fs_threads[i].state, &expected, FS_T_STARTING))
+            return &fs_threads[i];
+    }
+}
+
+/* Makes `t` the calling thread's slot. */
+static void become(struct fs_thread *t) {
+    t->tid = fs_gettid();
+    t->home_pid = 0;
+    t->self = pthread_self();
+    if (prctl(PR_GET_NAME, t->name) != 0) t->name[0] = '\0';
+    fs_tls_self = (uint32_t)(t - fs_threads) + 1;
+    if (ensure_exit_key() == 0) pthread_setspecific(exit_key, t);
+    atomic_store_explicit(&t->state, FS_T_LIVE, memory_order_release);
+}
+
+uint32_t fs_self_id_slow(void) {
+    int saved = errno;
+    struct fs_thread *t = claim_slot();
+    if (!t) {
+        fs_tls_self = FS_SELF_GONE; /* registry full: this thread's locks go untracked */
+        errno = saved;
+        return 0;
+    }
+    t->start = NULL;
+    t->start_sym = 0;
+    become(t);
+    errno = saved;
+    return fs_tls_self;
+}
+
+struct fs_thread *fs_thread_find_tid(pid_t tid) {
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    for (uint32_t i = 0; i < hwm; i++) {
+        uint32_t s = atomic_load_explicit(&fs_threads[i].state, memory_order_acquire);
+        if ((s == FS_T_LIVE || s == FS_T_LOST) && fs_threads[i].tid == tid) return &fs_threads[i];
+    }
+    return NULL;
+}
+
+int fs_threads_mark_lost(pid_t parent_pid) {
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_relaxed);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    uint32_t self = fs_tls_self;
+    int lost = 0;
+    for (uint32_t i = 0; i < hwm; i++) {
+        struct fs_thread *t = &fs_threads[i];
+        uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+        if (i + 1 == self) continue;
+        if (s == FS_T_LIVE) {
+            t->home_pid = parent_pid;
+            atomic_store_explicit(&t->state, FS_T_LOST, memory_order_relaxed);
+            lost++;
+        } else if (s == FS_T_STARTING) {
+            /* Being created or registered in the parent: that thread does not exist here. */
+            atomic_store_explicit(&t->state, FS_T_FREE, memory_order_relaxed);
+        }
+    }
+    return lost;
+}
+
+/* ---- pthread_create and pthread_setname_np ---- */
+
+static void *thread_start(void *p) {
+    struct fs_thread *t = p;
+    void *(*start)(void *) = t->start;
+    void *arg = t->arg;
+    become(t);
+    return start(arg);
+}
+
+FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                             void *(*start)(void *), void *arg) {
+    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = FS_REAL(pthread_create);
+    fs_init();
+    if (!fs_tracking) return real(thread, attr, start, arg);
+    fs_child_report_now(); /* a child that starts threads has gone on running */
+    struct fs_thread *t = claim_slot();
+    if (!t) return real(thread, attr, start, arg);
+    int saved = errno;
+    t->start = start;
+    t->arg = arg;
+    t->start_sym = fs_symbol_lookup((const void *)start);
+    errno = saved;
+    int r = real(thread, attr, thread_start, t);
+    if (r != 0) atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+    return r;
+}
+
+FS_EXPORT int pthread_setname_np(pthread_t thread, const char *name) {
+    int (*real)(pthread_t, const char *) = FS_REAL(pthread_setname_np);
+    if (!real) return ENOSYS;
+    int r = real(thread, name);
+    if (r != 0) return r;
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    for (uint32_t i = 0; i < hwm && i < FS_MAX_THREADS; i++) {
+        struct fs_thread *t = &fs_threads[i];
+        if (atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LIVE && pthread_equal(t->self, thread)) {
+            strncpy(t->name, name, sizeof t->name - 1);
+            t->name[sizeof t->name - 1] = '\0';
+            break;
+        }
+    }
+    return r;
+}
+
+/* ---- /proc/self/task ---- */
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+int fs_list_tasks(pid_t *tids, int cap) {
+    int saved = errno;
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    char buf[4096] __attribute__((aligned(8)));
+    int n = 0;
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (got <= 0) break;
+        for (long off = 0; off < got;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+            off += d->d_reclen;
+            if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+            pid_t tid = 0;
+            for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
+            if (n < cap) tids[n] = tid;
+            n++;
+        }
+    }
+    close(fd);
+    errno = saved;
+    return n;
+}
