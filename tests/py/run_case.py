@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: MIT
+# Test driver for one Python scenario (held_lock.py KIND) on one interpreter:
+#
+#   run_case.py --interp PATH --kind KIND --shim LIBFORKSAFE.so [--expect-hang auto|yes|no]
+#
+# 1. Without the shim, the scenario must print `RESULT hung`: the reproduction is real.
+# 2. With LD_PRELOAD=<shim> and JSON reports to a temporary directory, it must print
+#    `RESULT finished` with a child that exited 0, and the reports must hold a `fork` event
+#    with a non-empty `lost_threads` list and a `lock_repaired` event.
+# When no hang is expected (--expect-hang no, or `auto` for `logging` on CPython >= 3.7.4), step 1
+# must print `RESULT finished` instead and step 2 does not require a `lock_repaired` event.
+# Exit status: 0 pass, 1 fail, 77 skip (meson's convention). Runs under Python 3.6+.
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+TIMEOUT = 60  # seconds for any one subprocess: a hang fails the test instead of stalling it
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIO = os.path.join(HERE, "held_lock.py")
+KINDS = ("lock", "rlock", "logging", "queue", "condition", "print")
+
+
+class Failure(Exception):
+    pass
+
+
+def base_env():
+    """The environment for the scenario: nothing that changes how Python starts or buffers, no
+    preload and no shim settings inherited from whoever runs the tests."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONUNBUFFERED", "PYTHONPATH", "PYTHONHOME")
+           and not k.startswith("FORKSAFE_")}
+    return env
+
+
+def run(cmd, env, what):
+    """Runs `cmd`; returns (returncode, stdout, stderr). A timeout is a failure."""
+    shown = " ".join(cmd)
+    extra = " ".join("%s=%s" % (k, env[k]) for k in sorted(env) if k == "LD_PRELOAD" or k.startswith("FORKSAFE_"))
+    print("run (%s): %s%s" % (what, extra + " " if extra else "", shown))
+    try:
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=TIMEOUT, universal_newlines=True)
+    except subprocess.TimeoutExpired as e:
+        raise Failure("%s: no exit within %d s\nstdout:\n%s\nstderr:\n%s"
+                      % (what, TIMEOUT, e.stdout or "", e.stderr or ""))
+    return p.returncode, p.stdout, p.stderr
+
+
+def interp_version(interp):
+    code, out, err = run([interp, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                         base_env(), "version")
+    if code != 0:
+        raise Failure("cannot get the version of %s:\n%s%s" % (interp, out, err))
+    return tuple(int(x) for x in out.strip().split("."))
+
+
+def expect_hang(kind, version, choice):
+    if choice != "auto":
+        return choice == "yes"
+    if kind == "logging":
+        # CPython 3.7.4+ re-initialises every logging handler's lock in the child
+        # (os.register_at_fork in logging/__init__.py), so there the child finishes even without
+        # the shim. The case still runs both ways: it must then finish without the shim too
+        # (the scenario is not broken) and with it (the shim does no harm); nothing is repaired.
+        return version < (3, 7, 4)
+    return True
+
+
+def scenario(interp, kind, env, what):
+    """Runs the scenario; returns its RESULT lines. Anything but exit status 0 fails."""
+    code, out, err = run([interp, SCENARIO, kind], env, what)
+    results = [line.split(None, 1)[1] if " " in line else "" for line in out.splitlines()
+               if line.startswith("RESULT")]
+    if code != 0 or not results:
+        raise Failure("%s: exit status %d, results %r\nstdout:\n%s\nstderr:\n%s"
+                      % (what, code, results, out, err))
+    return results, out, err
+
+
+def read_reports(logdir):
+    """Every JSON object in every report file of the directory."""
+    events = []
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name)) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    events.append(json.loads(line))
+                except ValueError as e:
+                    raise Failure("%s line %d is not JSON (%s): %r" % (name, n, e, line))
+    return events
+
+
+def check(interp, kind, shim, want_hang):
+    # 1. without the shim
+    results, out, err = scenario(interp, kind, base_env(), "without shim")
+    want = ["hung"] if want_hang else ["finished"]
+    if results != want:
+        raise Failure("without shim: expected %r, got %r\nstdout:\n%s\nstderr:\n%s"
+                      % (want, results, out, err))
+
+    # 2. with the shim
+    logdir = tempfile.mkdtemp(prefix="forksafe-py-")
+    try:
+        env = base_env()
+        env.update(LD_PRELOAD=shim, FORKSAFE_FORMAT="json",
+                   FORKSAFE_LOG=os.path.join(logdir, "log-%p.jsonl"))
+        results, out, err = scenario(interp, kind, env, "with shim")
+        events = read_reports(logdir)
+        shown = "\n".join(json.dumps(e) for e in events) or "(none)"
+        problems = []
+        if results != ["finished"]:
+            problems.append("expected ['finished'], got %r" % (results,))
+        if not any(e.get("event") == "fork" and e.get("lost_threads") for e in events):
+            problems.append("no 'fork' event with a non-empty 'lost_threads' list")
+        if want_hang and not any(e.get("event") == "lock_repaired" for e in events):
+            problems.append("no 'lock_repaired' event")
+        if problems:
+            raise Failure("with shim: %s\nstdout:\n%s\nstderr:\n%s\nreports:\n%s"
+                          % ("; ".join(problems), out, err, shown))
+        print("reports:\n" + shown)
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="run one held_lock.py scenario with and without the shim")
+    parser.add_argument("--interp", required=True, help="the Python interpreter to test")
+    parser.add_argument("--kind", required=True, choices=KINDS)
+    parser.add_argument("--shim", required=True, help="path of libforksafe.so")
+    parser.add_argument("--expect-hang", choices=("auto", "yes", "no"), default="auto",
+                        help="whether the scenario hangs without the shim (auto: by kind and version)")
+    args = parser.parse_args()
+
+    if not os.path.exists(args.interp):
+        print("SKIP: interpreter %s does not exist" % args.interp)
+        return SKIP
+    shim = os.path.abspath(args.shim)
+    if not os.path.exists(shim):
+        print("FAIL: shim %s does not exist" % shim)
+        return 1
+    try:
+        version = interp_version(args.interp)
+        want_hang = expect_hang(args.kind, version, args.expect_hang)
+        print("interpreter %s (%s), kind %s, hang expected without shim: %s"
+              % (args.interp, ".".join(map(str, version)), args.kind, "yes" if want_hang else "no"))
+        check(args.interp, args.kind, shim, want_hang)
+    except Failure as e:
+        print("FAIL: %s" % e)
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
