@@ -165,9 +165,9 @@ def setup_queue():
 
 
 class BlockingStream(object):
-    """A log stream whose write() blocks when called from the holder thread, right after
-    telling the main thread that it is inside write() -- so inside Handler.handle(), with the
-    handler's lock held. Any other thread's write is stored."""
+    """A log stream whose first write() from the holder thread blocks, right after telling the
+    main thread that it is inside write() -- so inside Handler.handle(), with the handler's lock
+    held. Every other write is stored."""
 
     def __init__(self, scenario):
         self.scenario = scenario
@@ -176,6 +176,8 @@ class BlockingStream(object):
 
     def write(self, text):
         if self.block_ident is not None and self.block_ident == get_ident():
+            # Once only: 3.6 and older write the message and the terminator in two calls.
+            self.block_ident = None
             self.scenario.signal_ready()
             self.scenario.block_until_released()
         self.lines.append(text)
@@ -322,7 +324,7 @@ KINDS = {
 
 # ---- the fork and the bounded wait ----
 
-def run_child(scenario, exit_w):
+def run_child(scenario):
     """In the forked child: use the lock, then leave without running any exit handlers."""
     code = 0
     try:
@@ -386,7 +388,7 @@ def main():
     pid = os.fork()
     if pid == 0:
         os.close(exit_r)
-        run_child(scenario, exit_w)  # never returns
+        run_child(scenario)  # never returns
     os.close(exit_w)
     status = wait_for_child(pid, exit_r, scenario, args.hang_after)
     os.close(exit_r)

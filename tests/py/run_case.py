@@ -16,10 +16,17 @@ import os
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import interpreters  # noqa: E402
 import tempfile
 
 SKIP = 77
 TIMEOUT = 60  # seconds for any one subprocess: a hang fails the test instead of stalling it
+# held_lock.py's --hang-after: short where a hang is expected (the child is really blocked, so
+# waiting longer proves nothing), generous where the child must finish (a loaded machine).
+HANG_AFTER_EXPECT_HUNG = 2.0
+HANG_AFTER_EXPECT_FINISHED = 20.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "held_lock.py")
 KINDS = ("lock", "rlock", "logging", "queue", "condition", "print")
@@ -72,9 +79,9 @@ def expect_hang(kind, version, choice):
     return True
 
 
-def scenario(interp, kind, env, what):
+def scenario(interp, kind, env, what, hang_after):
     """Runs the scenario; returns its RESULT lines. Anything but exit status 0 fails."""
-    code, out, err = run([interp, SCENARIO, kind], env, what)
+    code, out, err = run([interp, SCENARIO, kind, "--hang-after", str(hang_after)], env, what)
     results = [line.split(None, 1)[1] if " " in line else "" for line in out.splitlines()
                if line.startswith("RESULT")]
     if code != 0 or not results:
@@ -100,7 +107,8 @@ def read_reports(logdir):
 
 def check(interp, kind, shim, want_hang):
     # 1. without the shim
-    results, out, err = scenario(interp, kind, base_env(), "without shim")
+    results, out, err = scenario(interp, kind, base_env(), "without shim",
+                                 HANG_AFTER_EXPECT_HUNG if want_hang else HANG_AFTER_EXPECT_FINISHED)
     want = ["hung"] if want_hang else ["finished"]
     if results != want:
         raise Failure("without shim: expected %r, got %r\nstdout:\n%s\nstderr:\n%s"
@@ -112,7 +120,7 @@ def check(interp, kind, shim, want_hang):
         env = base_env()
         env.update(LD_PRELOAD=shim, FORKSAFE_FORMAT="json",
                    FORKSAFE_LOG=os.path.join(logdir, "log-%p.jsonl"))
-        results, out, err = scenario(interp, kind, env, "with shim")
+        results, out, err = scenario(interp, kind, env, "with shim", HANG_AFTER_EXPECT_FINISHED)
         events = read_reports(logdir)
         shown = "\n".join(json.dumps(e) for e in events) or "(none)"
         problems = []
@@ -132,16 +140,18 @@ def check(interp, kind, shim, want_hang):
 
 def main():
     parser = argparse.ArgumentParser(description="run one held_lock.py scenario with and without the shim")
-    parser.add_argument("--interp", required=True, help="the Python interpreter to test")
+    parser.add_argument("--interp", required=True, help="the interpreter: a path, `debian` or `pyenv:X.Y` (see interpreters.py)")
     parser.add_argument("--kind", required=True, choices=KINDS)
     parser.add_argument("--shim", required=True, help="path of libforksafe.so")
     parser.add_argument("--expect-hang", choices=("auto", "yes", "no"), default="auto",
                         help="whether the scenario hangs without the shim (auto: by kind and version)")
     args = parser.parse_args()
 
-    if not os.path.exists(args.interp):
-        print("SKIP: interpreter %s does not exist" % args.interp)
+    path = interpreters.resolve(args.interp)
+    if path is None:
+        print("SKIP: interpreter %s is not on this machine" % args.interp)
         return SKIP
+    args.interp = path
     shim = os.path.abspath(args.shim)
     if not os.path.exists(shim):
         print("FAIL: shim %s does not exist" % shim)
