@@ -43,18 +43,21 @@ static void prepare(void) {
     /* A child forking again (through forkpty or daemon) before writing its own report. */
     if (atomic_load(&report_pending)) fs_child_report_now();
     snap_valid = 0;
+    fs_py_prepare(0); /* no snapshot, unless this fork is multi-threaded and has one */
     if (!__libc_single_threaded) {
         fs_snap.parent_pid = getpid();
         fs_snap.forking_tid = fs_gettid();
         clock_gettime(CLOCK_REALTIME, &fs_snap.time);
         fs_snap.ntasks = fs_list_tasks(fs_snap.tasks, FS_MAX_SNAPSHOT);
         snap_valid = fs_snap.ntasks > 1;
+        fs_py_prepare(fs_snap.forking_tid);
     }
     errno = saved;
 }
 
 static void parent(void) {
     if (!fs_tracking) return;
+    fs_py_parent();
     atomic_store(&snap_busy, 0);
 }
 
@@ -102,6 +105,7 @@ FS_EXPORT pid_t fork(void) {
     pid_t (*real)(void) = FS_REAL(fork);
     fs_init();
     fs_child_report_now();
+    fs_py_before_fork();
     return real();
 }
 

@@ -51,7 +51,7 @@ void fs_init(void);
 /* ---- settings.c ---- */
 enum fs_mode { FS_MODE_REPAIR, FS_MODE_REPORT, FS_MODE_OFF };
 enum fs_format { FS_FORMAT_TEXT, FS_FORMAT_JSON };
-enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL };
+enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT };
 #define FS_SETTING(id, env, kind, def, choices, help) FS_SET_##id,
 enum fs_setting_id {
 #include "settings.def"
@@ -60,7 +60,7 @@ enum fs_setting_id {
 #undef FS_SETTING
 #define FS_SETTING_STR_MAX 512
 struct fs_setting_value {
-    int num;                        /* enum index or bool */
+    int num;                        /* enum index, bool or integer */
     char str[FS_SETTING_STR_MAX];   /* the effective text */
     int from_env;                   /* 1 if the environment set it (validly) */
 };
@@ -110,6 +110,7 @@ struct fs_thread {
     void *arg;
     pthread_t self;          /* pthread_self() of the thread */
     char name[16];           /* OS thread name, as last known */
+    char pyname[48];         /* Python thread name, from the last snapshot (in a child) */
 };
 extern struct fs_thread fs_threads[FS_MAX_THREADS];
 extern _Atomic uint32_t fs_threads_hwm;     /* slots [0, hwm) have ever been used */
@@ -132,6 +133,7 @@ static inline int fs_thread_is_lost(uint32_t id) {
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LOST;
 }
 struct fs_thread *fs_thread_find_tid(pid_t tid);
+struct fs_thread *fs_thread_find_pthread(pthread_t self);
 /* In the forked child: every live thread but the caller becomes lost. Returns how many. */
 int fs_threads_mark_lost(pid_t parent_pid);
 void fs_threads_init(void);
@@ -161,6 +163,16 @@ void fs_child_report_now(void);
 void fs_child_report_cancel(void);   /* exec: the child is being replaced */
 void fs_atfork_register(void);
 void fs_fork_init(void);   /* registers the exit hook */
+
+/* ---- python.c: names and stacks of a hosted CPython (see its header comment) ---- */
+struct fs_py_info { const char *name; uint32_t first, nframes; };
+void fs_py_thread_starting(void);   /* pthread_create wrapper: install the os.fork hooks */
+void fs_py_before_fork(void);       /* fork wrapper, before the real fork */
+void fs_py_prepare(pid_t forking_tid);
+void fs_py_parent(void);
+int fs_py_snapshot_valid(void);     /* in the child */
+const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out);
+void fs_py_frame(const struct fs_py_info *info, uint32_t i, const char **file, const char **func, int *line);
 
 /* ---- report.c: building the reports ---- */
 void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid);

@@ -42,6 +42,75 @@ static void thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char na
     }
 }
 
+/* Python fields of thread `tid`, if the process hosts CPython and the fork had a snapshot. */
+static void json_python(struct fs_buf *b, pid_t tid, int with_name) {
+    struct fs_py_info info;
+    if (!fs_py_lookup(tid, &info)) return;
+    if (with_name) {
+        fs_buf_str(b, ",\"python_name\":");
+        if (info.name[0]) fs_buf_json_str(b, info.name);
+        else fs_buf_str(b, "null");
+    }
+    fs_buf_str(b, ",\"python_stack\":[");
+    for (uint32_t i = 0; i < info.nframes; i++) {
+        const char *file, *func;
+        int line;
+        fs_py_frame(&info, i, &file, &func, &line);
+        fs_buf_str(b, i ? ",{\"file\":" : "{\"file\":");
+        fs_buf_json_str(b, file);
+        fs_buf_str(b, ",\"line\":");
+        fs_buf_int(b, line);
+        fs_buf_str(b, ",\"function\":");
+        fs_buf_json_str(b, func);
+        fs_buf_chr(b, '}');
+    }
+    fs_buf_chr(b, ']');
+}
+
+/* The same as text: the Python name, then the frames as a traceback shows them (most recent
+ * call last). */
+static void text_python(struct fs_buf *b, pid_t tid, const struct timespec *when, const char *indent,
+                        const char *what) {
+    struct fs_py_info info;
+    if (!fs_py_lookup(tid, &info)) return;
+    fs_report_line_start(b, "fork", when);
+    fs_buf_str(b, indent);
+    fs_buf_str(b, what);
+    if (info.name[0]) {
+        fs_buf_chr(b, '\'');
+        fs_buf_str(b, info.name);
+        fs_buf_chr(b, '\'');
+    } else {
+        fs_buf_str(b, "(unnamed)");
+    }
+    fs_buf_str(b, info.nframes ? ", most recent call last:\n" : "\n");
+    for (uint32_t i = info.nframes; i-- > 0;) {
+        const char *file, *func;
+        int line;
+        fs_py_frame(&info, i, &file, &func, &line);
+        fs_report_line_start(b, "fork", when);
+        fs_buf_str(b, indent);
+        fs_buf_str(b, "  File \"");
+        fs_buf_str(b, file);
+        fs_buf_str(b, "\", line ");
+        fs_buf_int(b, line);
+        fs_buf_str(b, ", in ");
+        fs_buf_str(b, func);
+        fs_buf_chr(b, '\n');
+    }
+}
+
+/* Keeps the Python name in the lost thread's slot, for later repair entries. */
+static void remember_python_name(pid_t tid) {
+    struct fs_py_info info;
+    struct fs_thread *t = fs_thread_find_tid(tid);
+    if (!t || !fs_py_lookup(tid, &info)) return;
+    size_t n = __builtin_strlen(info.name);
+    if (n >= sizeof t->pyname) n = sizeof t->pyname - 1;
+    __builtin_memcpy(t->pyname, info.name, n);
+    t->pyname[n] = '\0';
+}
+
 static void text_thread(struct fs_buf *b, pid_t tid, const char *name) {
     fs_buf_str(b, "thread ");
     fs_buf_int(b, tid);
@@ -70,6 +139,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         fs_buf_int(&b, snap->forking_tid);
         fs_buf_str(&b, ",\"name\":");
         fs_buf_json_str(&b, fname);
+        json_python(&b, snap->forking_tid, 1);
         fs_buf_str(&b, "},\"lost_threads_total\":");
         fs_buf_int(&b, nlost);
         fs_buf_str(&b, ",\"lost_threads\":[");
@@ -83,6 +153,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         fs_buf_str(&b, "; the child lost ");
         fs_buf_int(&b, nlost);
         fs_buf_str(&b, nlost == 1 ? " thread:\n" : " threads:\n");
+        text_python(&b, snap->forking_tid, &snap->time, "  ", "forked from Python thread ");
     }
     int first = 1;
     for (int i = 0; i < listed; i++) {
@@ -90,6 +161,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         if (tid == snap->forking_tid) continue;
         const struct fs_thread *t = fs_thread_find_tid(tid);
         thread_name(t, snap->parent_pid, tid, name);
+        remember_python_name(tid);
         if (json()) {
             fs_buf_str(&b, first ? "{\"tid\":" : ",{\"tid\":");
             fs_buf_int(&b, tid);
@@ -106,6 +178,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
             } else {
                 fs_buf_str(&b, "null");
             }
+            json_python(&b, tid, 1);
             fs_buf_chr(&b, '}');
         } else {
             fs_report_line_start(&b, "fork", &snap->time);
@@ -118,6 +191,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
                 fs_buf_str(&b, " (start routine unknown: not started through pthread_create, or not yet running)");
             }
             fs_buf_chr(&b, '\n');
+            text_python(&b, tid, &snap->time, "    ", "Python thread ");
         }
         first = 0;
     }
@@ -131,6 +205,13 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         fs_buf_str(&b, " more\n");
     }
     fs_buf_flush(&b);
+}
+
+static void text_pyname(struct fs_buf *b, const struct fs_thread *t) {
+    if (!t->pyname[0]) return;
+    fs_buf_str(b, " (Python '");
+    fs_buf_str(b, t->pyname);
+    fs_buf_str(b, "')");
 }
 
 void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
@@ -154,6 +235,10 @@ void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
         fs_buf_int(&b, owner->tid);
         fs_buf_str(&b, ",\"owner_name\":");
         fs_buf_json_str(&b, oname);
+        if (owner->pyname[0]) {
+            fs_buf_str(&b, ",\"owner_python_name\":");
+            fs_buf_json_str(&b, owner->pyname);
+        }
         fs_buf_str(&b, ",\"tid\":");
         fs_buf_int(&b, fs_gettid());
         fs_buf_str(&b, ",\"name\":");
@@ -163,6 +248,7 @@ void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
         fs_buf_hex(&b, (uintptr_t)lock);
         fs_buf_str(&b, ": held by lost ");
         text_thread(&b, owner->tid, oname);
+        text_pyname(&b, owner);
         fs_buf_str(&b, ", handed to ");
         text_thread(&b, fs_gettid(), name);
     } else {
@@ -171,6 +257,7 @@ void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
         fs_buf_hex(&b, (uintptr_t)lock);
         fs_buf_str(&b, ", held by lost ");
         text_thread(&b, owner->tid, oname);
+        text_pyname(&b, owner);
         fs_buf_str(&b, "; not repaired (FORKSAFE_MODE=report): this wait may never end");
     }
     fs_report_line_end(&b);

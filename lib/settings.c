@@ -35,6 +35,21 @@ static int choice_index(const char *choices, const char *value) {
     return -1;
 }
 
+/* An integer within the "min..max" of `choices`, or -1. */
+static int parse_int(const char *choices, const char *v) {
+    long min = 0, max = 0, n = 0;
+    const char *c = choices;
+    while (*c >= '0' && *c <= '9') min = min * 10 + (*c++ - '0');
+    if (c[0] == '.' && c[1] == '.') c += 2;
+    while (*c >= '0' && *c <= '9') max = max * 10 + (*c++ - '0');
+    if (!*v) return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || n > max) return -1;
+        n = n * 10 + (*v - '0');
+    }
+    return n >= min && n <= max ? (int)n : -1;
+}
+
 static int parse_bool(const char *v) {
     static const char *const yes[] = {"1", "yes", "true", "on"}, *const no[] = {"0", "no", "false", "off"};
     for (size_t i = 0; i < 4; i++) {
@@ -50,6 +65,7 @@ static int set_value(const struct fs_setting_desc *d, struct fs_setting_value *o
     switch (d->kind) {
     case FS_KIND_ENUM: num = choice_index(d->choices, text); break;
     case FS_KIND_BOOL: num = parse_bool(text); break;
+    case FS_KIND_INT: num = parse_int(d->choices, text); break;
     case FS_KIND_PATH: num = (text[0] != '\0' && strlen(text) < FS_SETTING_STR_MAX) ? 0 : -1; break;
     }
     if (num < 0) return -1;

@@ -83,6 +83,7 @@ static struct fs_thread *claim_slot(void) {
 static void become(struct fs_thread *t) {
     t->tid = fs_gettid();
     t->home_pid = 0;
+    t->pyname[0] = '\0';
     t->self = pthread_self();
     if (prctl(PR_GET_NAME, t->name) != 0) t->name[0] = '\0';
     fs_tls_self = (uint32_t)(t - fs_threads) + 1;
@@ -111,6 +112,17 @@ struct fs_thread *fs_thread_find_tid(pid_t tid) {
     for (uint32_t i = 0; i < hwm; i++) {
         uint32_t s = atomic_load_explicit(&fs_threads[i].state, memory_order_acquire);
         if ((s == FS_T_LIVE || s == FS_T_LOST) && fs_threads[i].tid == tid) return &fs_threads[i];
+    }
+    return NULL;
+}
+
+struct fs_thread *fs_thread_find_pthread(pthread_t self) {
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    for (uint32_t i = 0; i < hwm; i++) {
+        if (atomic_load_explicit(&fs_threads[i].state, memory_order_acquire) == FS_T_LIVE &&
+            pthread_equal(fs_threads[i].self, self))
+            return &fs_threads[i];
     }
     return NULL;
 }
@@ -152,6 +164,7 @@ FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     fs_init();
     if (!fs_tracking) return real(thread, attr, start, arg);
     fs_child_report_now(); /* a child that starts threads has gone on running */
+    fs_py_thread_starting();
     struct fs_thread *t = claim_slot();
     if (!t) return real(thread, attr, start, arg);
     int saved = errno;

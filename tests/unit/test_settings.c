@@ -86,6 +86,19 @@ int main(void) {
     EXPECT(strstr(warn, "setting FORKSAFE_FORMAT=text (default)\n"));
     EXPECT(strstr(warn, "setting FORKSAFE_LOG=stderr (default)\n"));
 
+    /* Integers: within range, digits only. */
+    const char *const depth[] = {"FORKSAFE_STACK_DEPTH", "64", NULL};
+    EXPECT(parse(&s, depth, warn, sizeof warn) == 0 && s.v[FS_SET_stack_depth].num == 64);
+    const char *const deep[] = {"FORKSAFE_STACK_DEPTH", "65", NULL};
+    EXPECT(parse(&s, deep, warn, sizeof warn) == 1 && s.v[FS_SET_stack_depth].num == 8);
+    EXPECT(strstr(warn, "FORKSAFE_STACK_DEPTH has an invalid value \"65\"; using '8' (valid: 0..64)"));
+    const char *const neg[] = {"FORKSAFE_STACK_DEPTH", "-1", "FORKSAFE_PYTHON", "no", NULL};
+    EXPECT(parse(&s, neg, warn, sizeof warn) == 2 && s.v[FS_SET_stack_depth].num == 8);
+    const char *const zero[] = {"FORKSAFE_STACK_DEPTH", "0", "FORKSAFE_PYTHON", "off", NULL};
+    EXPECT(parse(&s, zero, warn, sizeof warn) == 0 && s.v[FS_SET_stack_depth].num == 0 && s.v[FS_SET_python].num == 1);
+    const char *const huge[] = {"FORKSAFE_STACK_DEPTH", "99999999999999999999", NULL};
+    EXPECT(parse(&s, huge, warn, sizeof warn) == 1);
+
     if (failures) return 1;
     puts("settings: ok");
     return 0;

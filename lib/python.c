@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: MIT
+// Python-aware reports: thread names and stacks of a CPython interpreter hosted by the process
+// (2.7, 3.6 to 3.13), found at run time through its exported symbols -- no build-time dependency.
+//
+// When we call the interpreter (always with the GIL, never inside fork(), never importing):
+//  - os.fork on 3.7+: from an os.register_at_fork(before=) hook, which runs before CPython takes
+//    its own fork locks (on 3.13 HEAD_LOCK is held later, inside os.fork). The hook is installed
+//    from pthread_create the first time Python starts a thread: the GIL is held there and no
+//    runtime lock is (FACTS.md).
+//  - os.fork on 2.7 and 3.6 (no register_at_fork): from the fork() wrapper; the GIL is held.
+//  - fork() from C (uWSGI's master): from the fork() wrapper. If the thread holds the GIL we read
+//    at once; if it has a thread state but not the GIL, we take the GIL with PyGILState_Ensure
+//    first, as uWSGI itself does before forking with --py-call-uwsgi-fork-hooks.
+// The snapshot (sys._current_frames() and threading._active, read through the frame API) goes to
+// static memory; the child's report reads it there without calling Python.
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef void PyObj;
+
+static struct {
+    int (*IsInitialized)(void);
+    int (*GILState_Check)(void);                 /* 3.4+ */
+    void **ThreadState_Current;                  /* 2.7's _PyThreadState_Current */
+    void *(*GILState_GetThisThreadState)(void);
+    int (*GILState_Ensure)(void);
+    void (*GILState_Release)(int);
+    PyObj *(*Import_GetModuleDict)(void);
+    PyObj *(*Dict_GetItemString)(PyObj *, const char *);  /* borrowed */
+    PyObj *(*Dict_GetItem)(PyObj *, PyObj *);             /* borrowed */
+    int (*Dict_Next)(PyObj *, ssize_t *, PyObj **, PyObj **);
+    PyObj *(*Dict_New)(void);
+    int (*Dict_SetItemString)(PyObj *, const char *, PyObj *);
+    PyObj *(*Object_GetAttrString)(PyObj *, const char *);
+    PyObj *(*Object_CallObject)(PyObj *, PyObj *);
+    PyObj *(*Object_Call)(PyObj *, PyObj *, PyObj *);
+    PyObj *(*Tuple_New)(ssize_t);
+    PyObj *(*Number_Long)(PyObj *);
+    unsigned long long (*Long_AsUnsignedLongLongMask)(PyObj *);
+    const char *(*Unicode_AsUTF8)(PyObj *);        /* 3.x */
+    char *(*String_AsString)(PyObj *);             /* 2.7 */
+    void (*Err_Clear)(void);
+    void (*DecRef)(PyObj *);
+    void (*IncRef)(PyObj *);
+    PyObj *(*Eval_GetFrame)(void);                 /* borrowed */
+    PyObj *(*CFunction_NewEx)(void *, PyObj *, PyObj *);
+    PyObj *(*Frame_GetCode)(PyObj *);              /* 3.9+ */
+    PyObj *(*Frame_GetBack)(PyObj *);              /* 3.9+ */
+    int (*Frame_GetLineNumber)(PyObj *);
+    int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
+    PyObj *None;
+} py;
+
+enum { PY_UNKNOWN, PY_ABSENT, PY_PRESENT };
+static _Atomic int py_state;
+static unsigned long long seen_adds;    /* dl_iterate_phdr's load count at the last look */
+static _Atomic int hooks_installed;
+static __thread int tls_hook_took_snapshot __attribute__((tls_model("initial-exec")));
+
+/* ---- finding the interpreter ---- */
+
+struct find_lib { void *handle; unsigned long long adds; };
+
+static int find_libpython(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct find_lib *f = data;
+    f->adds = info->dlpi_adds;
+    if (strstr(info->dlpi_name, "libpython")) f->handle = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    return f->handle != NULL;
+}
+
+static int first_adds(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    *(unsigned long long *)data = info->dlpi_adds;
+    return 1;
+}
+
+/* Looks for CPython's API. Outside fork only (dlsym, dlopen). Cheap when nothing was loaded
+ * since the last look. */
+static int detect(void) {
+    int s = atomic_load_explicit(&py_state, memory_order_acquire);
+    if (fs_likely(s == PY_PRESENT)) return 1;
+    if (fs_setting(FS_SET_python) != 0) return 0;   /* FORKSAFE_PYTHON=off */
+    unsigned long long adds = 0;
+    dl_iterate_phdr(first_adds, &adds);
+    if (s == PY_ABSENT && adds == seen_adds) return 0;
+    seen_adds = adds;
+    void *h = RTLD_DEFAULT;
+    if (!dlsym(h, "Py_IsInitialized")) {
+        struct find_lib f = {NULL, 0};
+        dl_iterate_phdr(find_libpython, &f);
+        if (!f.handle) {
+            atomic_store(&py_state, PY_ABSENT);
+            return 0;
+        }
+        h = f.handle; /* loaded RTLD_LOCAL by an embedding program; kept open, never closed */
+    }
+#define R(field, name) py.field = dlsym(h, name)
+    R(IsInitialized, "Py_IsInitialized");
+    R(GILState_Check, "PyGILState_Check");
+    R(ThreadState_Current, "_PyThreadState_Current");
+    R(GILState_GetThisThreadState, "PyGILState_GetThisThreadState");
+    R(GILState_Ensure, "PyGILState_Ensure");
+    R(GILState_Release, "PyGILState_Release");
+    R(Import_GetModuleDict, "PyImport_GetModuleDict");
+    R(Dict_GetItemString, "PyDict_GetItemString");
+    R(Dict_GetItem, "PyDict_GetItem");
+    R(Dict_Next, "PyDict_Next");
+    R(Dict_New, "PyDict_New");
+    R(Dict_SetItemString, "PyDict_SetItemString");
+    R(Object_GetAttrString, "PyObject_GetAttrString");
+    R(Object_CallObject, "PyObject_CallObject");
+    R(Object_Call, "PyObject_Call");
+    R(Tuple_New, "PyTuple_New");
+    R(Number_Long, "PyNumber_Long");
+    R(Long_AsUnsignedLongLongMask, "PyLong_AsUnsignedLongLongMask");
+    R(Unicode_AsUTF8, "PyUnicode_AsUTF8");
+    R(String_AsString, "PyString_AsString");
+    R(Err_Clear, "PyErr_Clear");
+    R(DecRef, "Py_DecRef");
+    R(IncRef, "Py_IncRef");
+    R(Eval_GetFrame, "PyEval_GetFrame");
+    R(CFunction_NewEx, "PyCFunction_NewEx");
+    R(Frame_GetCode, "PyFrame_GetCode");
+    R(Frame_GetBack, "PyFrame_GetBack");
+    R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
+    R(IsFinalizing, "Py_IsFinalizing");
+    if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
+    R(None, "_Py_NoneStruct");
+#undef R
+    int ok = py.IsInitialized && py.GILState_GetThisThreadState && py.GILState_Ensure &&
+             py.GILState_Release && py.Import_GetModuleDict && py.Dict_GetItemString && py.Dict_GetItem &&
+             py.Dict_Next && py.Object_GetAttrString && py.Object_CallObject && py.Number_Long &&
+             py.Long_AsUnsignedLongLongMask && (py.Unicode_AsUTF8 || py.String_AsString) && py.Err_Clear &&
+             py.DecRef && py.IncRef && py.Frame_GetLineNumber && py.None && (py.GILState_Check || py.ThreadState_Current);
+    atomic_store(&py_state, ok ? PY_PRESENT : PY_ABSENT);
+    return ok;
+}
+
+static int holds_gil(void) {
+    if (py.GILState_Check) return py.GILState_Check();
+    void *t = py.GILState_GetThisThreadState();
+    return t != NULL && *py.ThreadState_Current == t;
+}
+
+/* The interpreter can be called from this thread now: running, not finalizing, ours to use. */
+static int usable(void) {
+    if (!detect() || !py.IsInitialized()) return 0;
+    if (py.IsFinalizing && py.IsFinalizing()) return 0;
+    return py.GILState_GetThisThreadState() != NULL;
+}
+
+/* ---- the snapshot ---- */
+
+#define PY_MAX_THREADS 1024
+#define PY_MAX_FRAMES 16384
+#define PY_ARENA (512 * 1024)
+#define CODE_CACHE 512
+
+struct py_frame { uint32_t file, func; int line; };
+struct py_thread { uint64_t ident; pid_t tid; uint32_t name, first, nframes; };
+
+static struct {
+    _Atomic int writing;
+    pid_t taker_pid, taker_tid;   /* the process and thread that took it, for the fork after it */
+    int nthreads;
+    uint32_t nframes, arena_len;
+    struct py_thread t[PY_MAX_THREADS];
+    struct py_frame f[PY_MAX_FRAMES];
+    char arena[PY_ARENA];
+} snap;
+static int snap_valid_in_child;   /* set in the child: the snapshot describes this fork */
+
+static struct { PyObj *code; uint32_t file, func; } code_cache[CODE_CACHE];
+
+/* Copies `s` into the arena; returns its offset (0 is the empty string). */
+static uint32_t intern(const char *s) {
+    if (!s || !*s) return 0;
+    size_t n = strlen(s) + 1;
+    if (n > 1024) n = 1024;
+    if (snap.arena_len + n > PY_ARENA) return 0;
+    uint32_t off = snap.arena_len;
+    memcpy(snap.arena + off, s, n - 1);
+    snap.arena[off + n - 1] = '\0';
+    snap.arena_len += (uint32_t)n;
+    return off;
+}
+
+static uint32_t intern_obj(PyObj *o) {
+    if (!o) return 0;
+    const char *s = NULL;
+    if (py.String_AsString) {
+        s = py.String_AsString(o);         /* 2.7: str */
+        if (!s && py.Unicode_AsUTF8) {
+            py.Err_Clear();
+            s = py.Unicode_AsUTF8(o);
+        }
+    } else {
+        s = py.Unicode_AsUTF8(o);
+    }
+    if (!s) py.Err_Clear();
+    return intern(s ? s : "?");
+}
+
+static PyObj *attr(PyObj *o, const char *name) {
+    PyObj *r = py.Object_GetAttrString(o, name);
+    if (!r) py.Err_Clear();
+    return r;
+}
+
+static void code_names(PyObj *code, uint32_t *file, uint32_t *func) {
+    unsigned h = (unsigned)(((uintptr_t)code >> 4) % CODE_CACHE);
+    if (code_cache[h].code == code) {
+        *file = code_cache[h].file;
+        *func = code_cache[h].func;
+        return;
+    }
+    PyObj *f = attr(code, "co_filename"), *n = attr(code, "co_name");
+    *file = intern_obj(f);
+    *func = intern_obj(n);
+    if (f) py.DecRef(f);
+    if (n) py.DecRef(n);
+    code_cache[h].code = code;
+    code_cache[h].file = *file;
+    code_cache[h].func = *func;
+}
+
+/* Appends up to `depth` frames of `frame` (borrowed), innermost first. */
+static uint32_t walk(PyObj *frame, int depth) {
+    uint32_t n = 0;
+    PyObj *f = frame, *owned = NULL;
+    while (f && f != py.None && (int)n < depth && snap.nframes < PY_MAX_FRAMES) {
+        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : attr(f, "f_code");
+        struct py_frame *out = &snap.f[snap.nframes++];
+        out->file = out->func = 0;
+        if (code) {
+            code_names(code, &out->file, &out->func);
+            py.DecRef(code);
+        }
+        out->line = py.Frame_GetLineNumber(f);
+        n++;
+        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : attr(f, "f_back");
+        if (owned) py.DecRef(owned);
+        owned = f = back;
+    }
+    if (owned) py.DecRef(owned);
+    if (!py.Frame_GetBack) py.Err_Clear();
+    return n;
+}
+
+static pid_t tid_of(uint64_t ident, PyObj *thread) {
+    if (thread) {
+        PyObj *nid = attr(thread, "native_id"); /* 3.8+ */
+        if (nid && nid != py.None) {
+            PyObj *l = py.Number_Long(nid);
+            pid_t tid = l ? (pid_t)py.Long_AsUnsignedLongLongMask(l) : 0;
+            if (l) py.DecRef(l);
+            py.DecRef(nid);
+            if (tid > 0) return tid;
+        } else if (nid) {
+            py.DecRef(nid);
+        }
+        py.Err_Clear();
+    }
+    if (ident == (uint64_t)pthread_self()) return fs_gettid();
+    struct fs_thread *t = fs_thread_find_pthread((pthread_t)ident);
+    return t ? t->tid : 0;
+}
+
+static uint64_t as_ident(PyObj *key) {
+    PyObj *l = py.Number_Long(key);
+    if (!l) {
+        py.Err_Clear();
+        return 0;
+    }
+    uint64_t v = py.Long_AsUnsignedLongLongMask(l);
+    py.DecRef(l);
+    return v;
+}
+
+/* Reads every Python thread's name and stack. The GIL is held. */
+static void take_snapshot(void) {
+    PyObj *modules = py.Import_GetModuleDict();
+    PyObj *sys = modules ? py.Dict_GetItemString(modules, "sys") : NULL;
+    if (!sys) return;
+    PyObj *current_frames = attr(sys, "_current_frames");
+    PyObj *frames = current_frames ? py.Object_CallObject(current_frames, NULL) : NULL;
+    if (current_frames) py.DecRef(current_frames);
+    if (!frames) {
+        py.Err_Clear();
+        return;
+    }
+    PyObj *threading = py.Dict_GetItemString(modules, "threading"); /* never imported by us */
+    PyObj *active = threading ? attr(threading, "_active") : NULL;
+    int depth = fs_setting(FS_SET_stack_depth);
+
+    atomic_store(&snap.writing, 1);
+    snap.taker_pid = getpid();
+    snap.taker_tid = fs_gettid();
+    snap.nthreads = 0;
+    snap.nframes = 0;
+    snap.arena_len = 1;
+    snap.arena[0] = '\0';
+    memset(code_cache, 0, sizeof code_cache);
+    ssize_t pos = 0;
+    PyObj *key, *frame;
+    while (py.Dict_Next(frames, &pos, &key, &frame) && snap.nthreads < PY_MAX_THREADS) {
+        struct py_thread *t = &snap.t[snap.nthreads++];
+        t->ident = as_ident(key);
+        PyObj *thread = active ? py.Dict_GetItem(active, key) : NULL; /* borrowed */
+        PyObj *name = thread ? attr(thread, "name") : NULL;
+        t->name = intern_obj(name);
+        if (name) py.DecRef(name);
+        t->tid = tid_of(t->ident, thread);
+        t->first = snap.nframes;
+        t->nframes = walk(frame, depth);
+    }
+    if (active) py.DecRef(active);
+    py.DecRef(frames);
+    py.Err_Clear();
+    atomic_store(&snap.writing, 0);
+}
+
+static int multi_threaded(void) {
+    extern int __libc_single_threaded;
+    return !__libc_single_threaded && fs_list_tasks(NULL, 0) > 1;
+}
+
+/* ---- hooks ---- */
+
+static PyObj *before_fork_hook(PyObj *self, PyObj *unused) {
+    (void)self;
+    (void)unused;
+    if (multi_threaded()) take_snapshot();
+    tls_hook_took_snapshot = 1;
+    py.IncRef(py.None);
+    return py.None;
+}
+
+/* Is the code that forked subprocess's _execute_child (preexec_fn: exec follows)? */
+static int forked_by_subprocess(void) {
+    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL;
+    if (!f) return 0;
+    PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : attr(f, "f_code");
+    if (!code) return 0;
+    PyObj *name = attr(code, "co_name"), *file = attr(code, "co_filename");
+    const char *n = name ? (py.Unicode_AsUTF8 ? py.Unicode_AsUTF8(name) : py.String_AsString(name)) : NULL;
+    const char *fl = file ? (py.Unicode_AsUTF8 ? py.Unicode_AsUTF8(file) : py.String_AsString(file)) : NULL;
+    int r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
+    if (name) py.DecRef(name);
+    if (file) py.DecRef(file);
+    py.DecRef(code);
+    py.Err_Clear();
+    return r;
+}
+
+/* In the child of os.fork (and of subprocess with preexec_fn): Python is consistent again. A
+ * child that returns to the program goes on running: write its report now. */
+static PyObj *after_fork_child_hook(PyObj *self, PyObj *unused) {
+    (void)self;
+    (void)unused;
+    if (!forked_by_subprocess()) fs_child_report_now();
+    py.IncRef(py.None);
+    return py.None;
+}
+
+static struct { const char *name; void *meth; int flags; const char *doc; } method_defs[] = {
+    {"forksafe_before_fork", (void *)before_fork_hook, 0x0004 /* METH_NOARGS */, NULL},
+    {"forksafe_after_fork_child", (void *)after_fork_child_hook, 0x0004, NULL},
+};
+
+/* os.register_at_fork(before=..., after_in_child=...): 3.7+. The GIL is held. */
+static void install_hooks(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&hooks_installed, &expected, 1)) return;
+    PyObj *modules = py.Import_GetModuleDict();
+    PyObj *posix = modules ? py.Dict_GetItemString(modules, "posix") : NULL;
+    PyObj *reg = posix ? attr(posix, "register_at_fork") : NULL;
+    if (!reg || !py.CFunction_NewEx || !py.Dict_New || !py.Tuple_New || !py.Object_Call) {
+        if (reg) py.DecRef(reg);
+        atomic_store(&hooks_installed, 2); /* 2.7, 3.6: the fork wrapper does it */
+        return;
+    }
+    PyObj *before = py.CFunction_NewEx(&method_defs[0], NULL, NULL);
+    PyObj *child = py.CFunction_NewEx(&method_defs[1], NULL, NULL);
+    PyObj *kw = py.Dict_New(), *args = py.Tuple_New(0);
+    PyObj *r = NULL;
+    if (before && child && kw && args && py.Dict_SetItemString(kw, "before", before) == 0 &&
+        py.Dict_SetItemString(kw, "after_in_child", child) == 0)
+        r = py.Object_Call(reg, args, kw);
+    if (r) py.DecRef(r);
+    else py.Err_Clear();
+    if (before) py.DecRef(before);
+    if (child) py.DecRef(child);
+    if (kw) py.DecRef(kw);
+    if (args) py.DecRef(args);
+    py.DecRef(reg);
+    atomic_store(&hooks_installed, r ? 3 : 2);
+}
+
+/* ---- called from the wrappers ---- */
+
+void fs_py_thread_starting(void) {
+    if (atomic_load_explicit(&hooks_installed, memory_order_relaxed)) return;
+    if (usable() && holds_gil()) install_hooks();
+}
+
+void fs_py_before_fork(void) {
+    if (tls_hook_took_snapshot) { /* os.fork: our before-hook already read the threads */
+        tls_hook_took_snapshot = 0;
+        return;
+    }
+    int hooks = atomic_load_explicit(&hooks_installed, memory_order_relaxed);
+    if (!usable()) return;
+    /* Without our hook, a fork with the GIL held may be os.fork on 3.7+, which holds CPython's
+     * fork locks here (HEAD_LOCK on 3.13): only 2.7 and 3.6 (no register_at_fork) are safe. */
+    if (hooks != 3 && hooks != 2) {
+        if (holds_gil()) install_hooks(); /* for the next fork */
+        if (atomic_load(&hooks_installed) != 2) return;
+    }
+    if (!multi_threaded()) return;
+    if (holds_gil()) {
+        take_snapshot();
+    } else {
+        int g = py.GILState_Ensure();
+        take_snapshot();
+        py.GILState_Release(g);
+    }
+}
+
+/* Prepare handler (inside fork): does the snapshot describe this fork? */
+void fs_py_prepare(pid_t forking_tid) {
+    snap_valid_in_child = forking_tid > 0 && !atomic_load(&snap.writing) && snap.taker_pid == getpid() &&
+                          snap.taker_tid == forking_tid && snap.nthreads > 0;
+}
+
+/* Parent handler: the snapshot was used (or not) by this fork; never by a later one. */
+void fs_py_parent(void) { snap.taker_tid = 0; }
+
+int fs_py_snapshot_valid(void) { return snap_valid_in_child; }
+
+const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out) {
+    if (!snap_valid_in_child || tid <= 0) return NULL;
+    for (int i = 0; i < snap.nthreads; i++) {
+        if (snap.t[i].tid != tid) continue;
+        out->name = snap.arena + snap.t[i].name;
+        out->nframes = snap.t[i].nframes;
+        out->first = snap.t[i].first;
+        return out;
+    }
+    return NULL;
+}
+
+void fs_py_frame(const struct fs_py_info *info, uint32_t i, const char **file, const char **func, int *line) {
+    const struct py_frame *f = &snap.f[info->first + i];
+    *file = snap.arena + f->file;
+    *func = snap.arena + f->func;
+    *line = f->line;
+}
