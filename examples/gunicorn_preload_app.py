@@ -18,7 +18,7 @@ _holding = threading.Event()
 def _reporter():
     with stats_lock:            # e.g. sending the stats over a slow connection
         _holding.set()
-        threading.Event().wait()  # ... that never finishes while the master lives
+        threading.Event().wait()  # MARK:reporter ... that never finishes while the master lives
 
 
 threading.Thread(target=_reporter, name="stats-reporter", daemon=True).start()

@@ -121,7 +121,19 @@ def main():
             sys.exit("FAIL: no fork report from gunicorn's workers: %r" % events)
         if not repairs or {r["pid"] for r in repairs} - {f["child_pid"] for f in forks}:
             sys.exit("FAIL: the workers' repairs are not reported: %r" % events)
-        print("reports: %d worker forks, %d repairs" % (len(forks), len(repairs)))
+        # Python-aware: each worker names the lost thread by its Python name and shows where it was.
+        app = os.path.realpath(os.path.join(EXAMPLES, "gunicorn_preload_app.py"))
+        line = [n for n, l in enumerate(open(app), 1) if "# MARK:reporter" in l][0]
+        for f in forks:
+            t = [t for t in f["lost_threads"] if t.get("python_name") == "stats-reporter"]
+            frames = t[0].get("python_stack", []) if t else []
+            if not any(os.path.realpath(fr["file"]) == app and fr["function"] == "_reporter"
+                       and fr["line"] == line for fr in frames):
+                sys.exit("FAIL: worker %d does not show 'stats-reporter' in _reporter() at line %d: %r"
+                         % (f["child_pid"], line, f))
+        if any(r.get("owner_python_name") != "stats-reporter" for r in repairs):
+            sys.exit("FAIL: repairs do not name the owner 'stats-reporter': %r" % repairs)
+        print("reports: %d worker forks, %d repairs, all naming 'stats-reporter'" % (len(forks), len(repairs)))
 
 
 if __name__ == "__main__":
