@@ -176,6 +176,10 @@ void fs_py_frame(const struct fs_py_info *info, uint32_t i, const char **file, c
 
 /* ---- report.c: building the reports ---- */
 void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid);
+/* A lock taken over ("lock_repaired") or waited on in vain ("lock_orphaned"). */
+struct fs_lock_owner { pid_t tid; const char *name, *pyname; };
+void fs_report_lock_event(const char *event, const char *type, const void *lock, const struct fs_lock_owner *owner);
+/* The same for a semaphore, whose owner is a registry id. */
 void fs_report_lock(const char *event, const void *lock, uint32_t owner_id);
 void fs_report_line_start(struct fs_buf *b, const char *event, const struct timespec *when);
 void fs_report_line_end(struct fs_buf *b);

@@ -39,6 +39,7 @@ static struct {
     PyObj *(*Object_GetAttrString)(PyObj *, const char *);
     PyObj *(*Object_CallObject)(PyObj *, PyObj *);
     PyObj *(*Object_Call)(PyObj *, PyObj *, PyObj *);
+    PyObj *(*Object_CallFunctionObjArgs)(PyObj *, ...);
     PyObj *(*Tuple_New)(ssize_t);
     PyObj *(*Number_Long)(PyObj *);
     unsigned long long (*Long_AsUnsignedLongLongMask)(PyObj *);
@@ -53,8 +54,19 @@ static struct {
     PyObj *(*Frame_GetBack)(PyObj *);              /* 3.9+ */
     int (*Frame_GetLineNumber)(PyObj *);
     int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
+    PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
+    PyObj *(*Eval_GetBuiltins)(void);             /* borrowed */
+    PyObj *(*List_New)(ssize_t);
+    int (*List_Append)(PyObj *, PyObj *);
+    ssize_t (*List_Size)(PyObj *);
+    PyObj *(*List_GetItem)(PyObj *, ssize_t);      /* borrowed */
+    PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
+    PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
+    const char *(*GetVersion)(void);
     PyObj *None;
 } py;
+static int rlock_is_semaphore = 1;  /* CPython < 3.14 */
+static PyObj *release_rlocks_fn;    /* the Python layer, compiled when the hooks are installed */
 
 enum { PY_UNKNOWN, PY_ABSENT, PY_PRESENT };
 static _Atomic int py_state;
@@ -132,6 +144,24 @@ static int detect(void) {
     R(IsFinalizing, "Py_IsFinalizing");
     if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
     R(None, "_Py_NoneStruct");
+    R(Run_StringFlags, "PyRun_StringFlags");
+    R(Object_CallFunctionObjArgs, "PyObject_CallFunctionObjArgs");
+    R(Eval_GetBuiltins, "PyEval_GetBuiltins");
+    R(List_New, "PyList_New");
+    R(List_Append, "PyList_Append");
+    R(List_Size, "PyList_Size");
+    R(List_GetItem, "PyList_GetItem");
+    R(Tuple_GetItem, "PyTuple_GetItem");
+    R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
+    R(GetVersion, "Py_GetVersion");
+    if (py.GetVersion) {
+        const char *v = py.GetVersion();
+        int major = 0, minor = 0;
+        for (; *v >= '0' && *v <= '9'; v++) major = major * 10 + (*v - '0');
+        if (*v == '.') v++;
+        for (; *v >= '0' && *v <= '9'; v++) minor = minor * 10 + (*v - '0');
+        rlock_is_semaphore = major < 3 || (major == 3 && minor < 14);
+    }
 #undef R
     int ok = py.IsInitialized && py.GILState_GetThisThreadState && py.GILState_Ensure &&
              py.GILState_Release && py.Import_GetModuleDict && py.Dict_GetItemString && py.Dict_GetItem &&
@@ -175,6 +205,8 @@ static struct {
     char arena[PY_ARENA];
 } snap;
 static int snap_valid_in_child;   /* set in the child: the snapshot describes this fork */
+static int rlock_layer_wanted(void);
+static void release_lost_rlocks(void);
 
 static struct { PyObj *code; uint32_t file, func; } code_cache[CODE_CACHE];
 
@@ -364,7 +396,10 @@ static int forked_by_subprocess(void) {
 static PyObj *after_fork_child_hook(PyObj *self, PyObj *unused) {
     (void)self;
     (void)unused;
-    if (!forked_by_subprocess()) fs_child_report_now();
+    if (!forked_by_subprocess()) {
+        fs_child_report_now();
+        if (rlock_layer_wanted() && py.Object_CallFunctionObjArgs) release_lost_rlocks();
+    }
     py.IncRef(py.None);
     return py.None;
 }
@@ -373,6 +408,96 @@ static struct { const char *name; void *meth; int flags; const char *doc; } meth
     {"forksafe_before_fork", (void *)before_fork_hook, 0x0004 /* METH_NOARGS */, NULL},
     {"forksafe_after_fork_child", (void *)after_fork_child_hook, 0x0004, NULL},
 };
+
+/* ---- the Python layer: RLocks owned by lost threads (3.9+) ----
+ * An RLock knows its owner; _at_fork_reinit() (3.9+) makes it free. gc.get_referents reaches
+ * every RLock held by a tracked object without touching attributes, so no user code runs. */
+static const char release_rlocks_src[] =
+    "def release_rlocks(lost):\n"
+    "    import gc, _thread\n"
+    "    rlock = type(_thread.RLock())\n"
+    "    if not hasattr(rlock, '_at_fork_reinit'):\n"
+    "        return None\n"
+    "    lost, seen, out = set(lost), set(), []\n"
+    "    for o in gc.get_objects():\n"
+    "        for r in gc.get_referents(o):\n"
+    "            if type(r) is not rlock or id(r) in seen:\n"
+    "                continue\n"
+    "            seen.add(id(r))\n"
+    "            text = repr(r)\n"
+    "            i = text.find(' owner=')\n"
+    "            if not text.startswith('<locked') or i < 0:\n"
+    "                continue\n"
+    "            owner = int(text[i + 7:].split(' ', 1)[0])\n"
+    "            if owner in lost:\n"
+    "                r._at_fork_reinit()\n"
+    "                out.append((id(r), owner))\n"
+    "    return out\n";
+
+static void compile_rlock_layer(void) {
+    if (!py.Run_StringFlags || !py.Eval_GetBuiltins || !py.Dict_New || !py.Dict_SetItemString) return;
+    PyObj *globals = py.Dict_New();
+    if (!globals) return;
+    py.Dict_SetItemString(globals, "__builtins__", py.Eval_GetBuiltins());
+    PyObj *r = py.Run_StringFlags(release_rlocks_src, 257 /* Py_file_input */, globals, globals, NULL);
+    if (r) {
+        py.DecRef(r);
+        release_rlocks_fn = py.Dict_GetItemString(globals, "release_rlocks");
+        if (release_rlocks_fn) py.IncRef(release_rlocks_fn);
+    }
+    py.Err_Clear();
+    py.DecRef(globals);
+}
+
+static int rlock_layer_wanted(void) {
+    if (fs_setting(FS_SET_mode) != FS_MODE_REPAIR || !release_rlocks_fn || !snap_valid_in_child) return 0;
+    switch (fs_setting(FS_SET_repair_rlocks)) {
+    case 1: return 1;                                   /* on */
+    case 2: return 0;                                   /* off */
+    default: return fs_setting(FS_SET_repair_semaphores) != 0 || !rlock_is_semaphore; /* auto */
+    }
+}
+
+static const struct py_thread *snap_by_ident(uint64_t ident) {
+    for (int i = 0; i < snap.nthreads; i++)
+        if (snap.t[i].ident == ident) return &snap.t[i];
+    return NULL;
+}
+
+/* In the child, from the after-fork hook: release the RLocks of lost threads and report each. */
+static void release_lost_rlocks(void) {
+    PyObj *lost = py.List_New(0);
+    if (!lost) return;
+    for (int i = 0; i < snap.nthreads; i++) {
+        if (snap.t[i].tid == snap.taker_tid) continue; /* the forking thread survived */
+        PyObj *n = py.Long_FromUnsignedLongLong(snap.t[i].ident);
+        if (n) {
+            py.List_Append(lost, n);
+            py.DecRef(n);
+        }
+    }
+    PyObj *res = py.Object_CallFunctionObjArgs(release_rlocks_fn, lost, NULL);
+    py.DecRef(lost);
+    if (!res) {
+        py.Err_Clear();
+        return;
+    }
+    ssize_t n = res != py.None ? py.List_Size(res) : 0;
+    for (ssize_t i = 0; i < n; i++) {
+        PyObj *item = py.List_GetItem(res, i);
+        uint64_t addr = as_ident(py.Tuple_GetItem(item, 0)), ident = as_ident(py.Tuple_GetItem(item, 1));
+        const struct py_thread *t = snap_by_ident(ident);
+        char oname[16] = "";
+        pid_t tid = t ? t->tid : 0;
+        struct fs_thread *slot = tid ? fs_thread_find_tid(tid) : NULL;
+        if (slot && slot->name[0]) memcpy(oname, slot->name, sizeof oname);
+        else if (tid) fs_read_comm(snap.taker_pid, tid, oname);
+        struct fs_lock_owner owner = {tid, oname, t ? snap.arena + t->name : NULL};
+        fs_report_lock_event("lock_repaired", "python_rlock", (const void *)(uintptr_t)addr, &owner);
+    }
+    py.DecRef(res);
+    py.Err_Clear();
+}
 
 /* os.register_at_fork(before=..., after_in_child=...): 3.7+. The GIL is held. */
 static void install_hooks(void) {
@@ -395,6 +520,7 @@ static void install_hooks(void) {
         r = py.Object_Call(reg, args, kw);
     if (r) py.DecRef(r);
     else py.Err_Clear();
+    if (r) compile_rlock_layer();
     if (before) py.DecRef(before);
     if (child) py.DecRef(child);
     if (kw) py.DecRef(kw);

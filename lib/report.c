@@ -4,6 +4,7 @@
 // our formatter, write(2) to a descriptor we own.
 #include "internal.h"
 
+#include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -207,23 +208,29 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
     fs_buf_flush(&b);
 }
 
-static void text_pyname(struct fs_buf *b, const struct fs_thread *t) {
-    if (!t->pyname[0]) return;
+static void text_pyname(struct fs_buf *b, const char *pyname) {
+    if (!pyname || !pyname[0]) return;
     fs_buf_str(b, " (Python '");
-    fs_buf_str(b, t->pyname);
+    fs_buf_str(b, pyname);
     fs_buf_str(b, "')");
 }
 
 void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
+    const struct fs_thread *t = fs_thread_by_id(owner_id);
+    char oname[16];
+    thread_name(t, t->home_pid, t->tid, oname);
+    struct fs_lock_owner owner = {t->tid, oname, t->pyname};
+    fs_report_lock_event(event, "semaphore", lock, &owner);
+}
+
+void fs_report_lock_event(const char *event, const char *type, const void *lock, const struct fs_lock_owner *owner) {
     int fd = fs_log_fd();
     if (fd < 0) return;
-    const struct fs_thread *owner = fs_thread_by_id(owner_id);
-    char mem[1024], oname[16], name[16];
+    char mem[1024], name[16];
     struct fs_buf b;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     fs_buf_init(&b, mem, sizeof mem, fd);
-    thread_name(owner, owner->home_pid, owner->tid, oname);
     self_name(name);
     int repaired = event[5] == 'r'; /* "lock_repaired" */
 
@@ -231,11 +238,13 @@ void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
     if (json()) {
         fs_buf_str(&b, ",\"lock\":\"");
         fs_buf_hex(&b, (uintptr_t)lock);
-        fs_buf_str(&b, "\",\"type\":\"semaphore\",\"owner_tid\":");
+        fs_buf_str(&b, "\",\"type\":");
+        fs_buf_json_str(&b, type);
+        fs_buf_str(&b, ",\"owner_tid\":");
         fs_buf_int(&b, owner->tid);
         fs_buf_str(&b, ",\"owner_name\":");
-        fs_buf_json_str(&b, oname);
-        if (owner->pyname[0]) {
+        fs_buf_json_str(&b, owner->name);
+        if (owner->pyname && owner->pyname[0]) {
             fs_buf_str(&b, ",\"owner_python_name\":");
             fs_buf_json_str(&b, owner->pyname);
         }
@@ -243,22 +252,26 @@ void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
         fs_buf_int(&b, fs_gettid());
         fs_buf_str(&b, ",\"name\":");
         fs_buf_json_str(&b, name);
-    } else if (repaired) {
-        fs_buf_str(&b, "repaired semaphore ");
-        fs_buf_hex(&b, (uintptr_t)lock);
-        fs_buf_str(&b, ": held by lost ");
-        text_thread(&b, owner->tid, oname);
-        text_pyname(&b, owner);
-        fs_buf_str(&b, ", handed to ");
-        text_thread(&b, fs_gettid(), name);
     } else {
-        text_thread(&b, fs_gettid(), name);
-        fs_buf_str(&b, " waits on semaphore ");
+        if (!repaired) {
+            text_thread(&b, fs_gettid(), name);
+            fs_buf_str(&b, " waits on ");
+        } else {
+            fs_buf_str(&b, "repaired ");
+        }
+        fs_buf_str(&b, strcmp(type, "semaphore") == 0 ? "semaphore " : "Python RLock ");
         fs_buf_hex(&b, (uintptr_t)lock);
-        fs_buf_str(&b, ", held by lost ");
-        text_thread(&b, owner->tid, oname);
-        text_pyname(&b, owner);
-        fs_buf_str(&b, "; not repaired (FORKSAFE_MODE=report): this wait may never end");
+        fs_buf_str(&b, repaired ? ": held by lost " : ", held by lost ");
+        text_thread(&b, owner->tid, owner->name);
+        text_pyname(&b, owner->pyname);
+        if (repaired && strcmp(type, "semaphore") != 0) {
+            fs_buf_str(&b, ", released: free again");
+        } else if (repaired) {
+            fs_buf_str(&b, ", handed to ");
+            text_thread(&b, fs_gettid(), name);
+        } else {
+            fs_buf_str(&b, "; not repaired (FORKSAFE_MODE=report or FORKSAFE_REPAIR_SEMAPHORES=off): this wait may never end");
+        }
     }
     fs_report_line_end(&b);
     fs_buf_flush(&b);

@@ -54,7 +54,7 @@ static int take_orphan(sem_t *s) {
     if (!t || (atomic_load_explicit(&t->flags, memory_order_relaxed) & FS_SEM_NOT_A_LOCK)) return 0;
     uint32_t owner = atomic_load_explicit(&t->owner, memory_order_acquire);
     if (!fs_thread_is_lost(owner)) return 0;
-    if (fs_setting(FS_SET_mode) != FS_MODE_REPAIR) {
+    if (fs_setting(FS_SET_mode) != FS_MODE_REPAIR || fs_setting(FS_SET_repair_semaphores) != 0) {
         if (!(atomic_fetch_or(&t->flags, FS_SEM_REPORTED) & FS_SEM_REPORTED))
             fs_report_lock("lock_orphaned", s, owner);
         return 0;
