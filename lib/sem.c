@@ -35,16 +35,29 @@ static inline struct sem_tag *lock_tag(sem_t *s) {
     return atomic_load_explicit(&t->magic, memory_order_relaxed) == magic_for(s) ? t : NULL;
 }
 
+/* The hot path stays a leaf: anything rare (first use by a thread, a hand-off) is out of line. */
+__attribute__((noinline, cold)) static void note_taken_slow(struct sem_tag *t) {
+    atomic_store_explicit(&t->owner, fs_self_id(), memory_order_relaxed);
+}
+
 static inline void note_taken(sem_t *s) {
     struct sem_tag *t = lock_tag(s);
-    if (t) atomic_store_explicit(&t->owner, fs_self_id(), memory_order_relaxed);
+    if (!t) return;
+    uint32_t id = fs_tls_self;
+    if (fs_likely(id - 1 < FS_SELF_GONE - 1)) atomic_store_explicit(&t->owner, id, memory_order_relaxed);
+    else note_taken_slow(t);
+}
+
+__attribute__((noinline, cold)) static void mark_not_a_lock(struct sem_tag *t) {
+    if (atomic_load_explicit(&t->owner, memory_order_relaxed) != fs_self_id())
+        atomic_fetch_or_explicit(&t->flags, FS_SEM_NOT_A_LOCK, memory_order_relaxed);
 }
 
 static inline void note_released(sem_t *s) {
     struct sem_tag *t = lock_tag(s);
-    if (t && atomic_load_explicit(&t->owner, memory_order_relaxed) != fs_self_id() &&
+    if (t && fs_unlikely(atomic_load_explicit(&t->owner, memory_order_relaxed) != fs_tls_self) &&
         !(atomic_load_explicit(&t->flags, memory_order_relaxed) & FS_SEM_NOT_A_LOCK))
-        atomic_fetch_or_explicit(&t->flags, FS_SEM_NOT_A_LOCK, memory_order_relaxed);
+        mark_not_a_lock(t);
 }
 
 /* In a child whose wait on `s` found it taken: if a lost thread holds it, take it over (mode
@@ -84,11 +97,12 @@ static int child_try(sem_t *s) {
     return r;
 }
 
+/* With FORKSAFE_MODE=off nothing is tagged, so the other wrappers find no tag and do nothing. */
 FS_EXPORT int sem_init(sem_t *s, int pshared, unsigned value) {
     int r = FS_REAL(sem_init)(s, pshared, value);
     if (r == 0 && FS_SEM_TAGGED) {
         struct sem_tag *t = tag_of(s);
-        int lock = pshared == 0 && value == 1;
+        int lock = pshared == 0 && value == 1 && fs_tracking;
         atomic_store_explicit(&t->owner, 0, memory_order_relaxed);
         atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
         atomic_store_explicit(&t->magic, lock ? magic_for(s) : 0, memory_order_release);
@@ -101,35 +115,36 @@ FS_EXPORT int sem_destroy(sem_t *s) {
     return FS_REAL(sem_destroy)(s);
 }
 
+/* A failed trywait in a child: maybe the lock is orphaned. */
+__attribute__((noinline, cold)) static int trywait_failed(sem_t *s, int r) {
+    if (!atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) return r;
+    int saved = errno;
+    fs_child_report_now();
+    int got = take_orphan(s);
+    errno = saved;
+    return got ? 0 : r;
+}
+
 FS_EXPORT int sem_trywait(sem_t *s) {
     int r = FS_REAL(sem_trywait)(s);
     if (fs_likely(r == 0)) {
-        if (fs_tracking) note_taken(s);
+        note_taken(s);
         return 0;
     }
-    if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed))) {
-        int saved = errno;
-        fs_child_report_now();
-        if (take_orphan(s)) {
-            errno = saved;
-            return 0;
-        }
-        errno = saved;
-    }
-    return r;
+    return trywait_failed(s, r);
 }
 
 FS_EXPORT int sem_wait(sem_t *s) {
     if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) && child_try(s) == 0) return 0;
     int r = FS_REAL(sem_wait)(s);
-    if (r == 0 && fs_tracking) note_taken(s);
+    if (r == 0) note_taken(s);
     return r;
 }
 
 FS_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime) {
     if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) && child_try(s) == 0) return 0;
     int r = FS_REAL(sem_timedwait)(s, abstime);
-    if (r == 0 && fs_tracking) note_taken(s);
+    if (r == 0) note_taken(s);
     return r;
 }
 
@@ -141,11 +156,11 @@ FS_EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *ab
     }
     if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) && child_try(s) == 0) return 0;
     int r = real(s, clock, abstime);
-    if (r == 0 && fs_tracking) note_taken(s);
+    if (r == 0) note_taken(s);
     return r;
 }
 
 FS_EXPORT int sem_post(sem_t *s) {
-    if (fs_tracking) note_released(s);
+    note_released(s);
     return FS_REAL(sem_post)(s);
 }
