@@ -6,8 +6,9 @@
 //      registry slot becomes LOST, and the child is "armed": its semaphore waits check for
 //      orphaned locks, and it owes a fork report.
 //   4. The report is written when the child shows it goes on running (see fs_child_report_now):
-//      a wait that would block, a repair, pthread_create, fork, or exit. exec cancels it, so a
-//      fork followed directly by exec writes nothing.
+//      a wait that would block, a repair, pthread_create, fork, exit, or Python's after-fork hook.
+//      exec cancels it, so a fork followed directly by exec writes nothing.
+// Also here: exit, _exit and exec, where threads still alive are reported (census.c).
 // forkpty() and daemon() reach glibc's hidden fork and skip step 1; the handlers still run.
 // The handlers run inside fork(): async-signal-safe only, errno preserved.
 #include "internal.h"
@@ -28,6 +29,7 @@ int fs_tracking = 1;
 
 static _Atomic int snap_busy;       /* one fork at a time owns fs_snap (2.36 runs handlers unlocked) */
 static _Atomic int report_pending;  /* this child owes its fork report */
+static pid_t pending_pid;           /* ... this child: a vfork child shares our memory */
 static int snap_valid;              /* the prepare handler took a snapshot for this fork */
 
 /* ---- the atfork handlers ---- */
@@ -69,8 +71,10 @@ static void child(void) {
     if (self != 0 && self != FS_SELF_GONE) fs_threads[self - 1].tid = fs_tls_tid;
     atomic_store(&snap_busy, 0);
     fs_log_after_fork_child();
+    fs_census_after_fork_child();
     if (snap_valid) {
         fs_threads_mark_lost(fs_snap.parent_pid);
+        pending_pid = getpid();
         atomic_store(&report_pending, 1);
         atomic_store(&fs_child_armed, 1);
     }
@@ -113,31 +117,37 @@ FS_EXPORT pid_t fork(void) {
 
 void fs_child_report_now(void) {
     if (fs_likely(!atomic_load_explicit(&report_pending, memory_order_relaxed))) return;
-    if (!atomic_exchange(&report_pending, 0)) return;
+    if (getpid() != pending_pid || !atomic_exchange(&report_pending, 0)) return;
     fs_report_fork(&fs_snap, getpid());
 }
 
-void fs_child_report_cancel(void) { atomic_store(&report_pending, 0); }
+void fs_child_report_cancel(void) {
+    if (atomic_load(&report_pending) && getpid() == pending_pid) atomic_store(&report_pending, 0);
+}
 
 /* ---- exec: the child is replaced, it owes no report ---- */
 
 FS_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
     fs_child_report_cancel();
+    fs_exit_report("exec", path);
     return FS_REAL(execve)(path, argv, envp);
 }
 
 FS_EXPORT int execv(const char *path, char *const argv[]) {
     fs_child_report_cancel();
+    fs_exit_report("exec", path);
     return FS_REAL(execv)(path, argv);
 }
 
 FS_EXPORT int execvp(const char *file, char *const argv[]) {
     fs_child_report_cancel();
+    fs_exit_report("exec", file);
     return FS_REAL(execvp)(file, argv);
 }
 
 FS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
     fs_child_report_cancel();
+    fs_exit_report("exec", file);
     if (!FS_REAL(execvpe)) {
         errno = ENOSYS;
         return -1;
@@ -147,6 +157,7 @@ FS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) 
 
 FS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
     fs_child_report_cancel();
+    fs_exit_report("exec", "(fexecve)");
     if (!FS_REAL(fexecve)) {
         errno = ENOSYS;
         return -1;
@@ -188,17 +199,22 @@ FS_EXPORT int execle(const char *path, const char *arg, ...) {
 
 /* ---- exit: a child that ends without exec went on running ---- */
 
-static void at_exit(void) { fs_child_report_now(); }
+static void at_exit(void) {
+    fs_child_report_now();
+    fs_exit_report("exit", NULL);
+}
 void fs_fork_init(void) { atexit(at_exit); }
 
 FS_EXPORT void _exit(int status) {
     fs_child_report_now();
+    fs_exit_report("_exit", NULL);
     FS_REAL(exit_)(status);
     __builtin_unreachable();
 }
 
 FS_EXPORT void _Exit(int status) {
     fs_child_report_now();
+    fs_exit_report("_exit", NULL);
     FS_REAL(Exit_)(status);
     __builtin_unreachable();
 }

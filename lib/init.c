@@ -22,6 +22,7 @@ void fs_init(void) {
     fs_threads_init();
     fs_atfork_register();
     fs_fork_init();
+    fs_census_init();
     if (fs_setting(FS_SET_verbose)) {
         int fd = fs_log_fd();
         if (fd >= 0) fs_settings_dump(&fs_settings, fd);

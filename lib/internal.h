@@ -100,6 +100,7 @@ void fs_log_after_fork_child(void);
 
 /* ---- threads.c: the registry of threads, who we are, what is alive ---- */
 #define FS_MAX_THREADS 16384
+#define FS_CREATE_DEPTH 24
 enum fs_thread_state { FS_T_FREE, FS_T_STARTING, FS_T_LIVE, FS_T_LOST };
 struct fs_thread {
     _Atomic uint32_t state;
@@ -110,7 +111,10 @@ struct fs_thread {
     void *arg;
     pthread_t self;          /* pthread_self() of the thread */
     char name[16];           /* OS thread name, as last known */
-    char pyname[48];         /* Python thread name, from the last snapshot (in a child) */
+    char pyname[48];         /* Python thread name: at creation, or from a fork snapshot */
+    uint8_t ncreate;         /* Python stack of the code that started the thread: */
+    uint16_t create_site[FS_CREATE_DEPTH];   /* sites (python.c), innermost first */
+    int create_line[FS_CREATE_DEPTH];
 };
 extern struct fs_thread fs_threads[FS_MAX_THREADS];
 extern _Atomic uint32_t fs_threads_hwm;     /* slots [0, hwm) have ever been used */
@@ -166,13 +170,22 @@ void fs_fork_init(void);   /* registers the exit hook */
 
 /* ---- python.c: names and stacks of a hosted CPython (see its header comment) ---- */
 struct fs_py_info { const char *name; uint32_t first, nframes; };
-void fs_py_thread_starting(void);   /* pthread_create wrapper: install the os.fork hooks */
+void fs_py_thread_starting(struct fs_thread *t); /* pthread_create: hooks, creation stack of t */
+void fs_py_snapshot_now(void);      /* before exit/exec, if the GIL is held */
+void fs_py_site(uint16_t site, const char **file, const char **func);
 void fs_py_before_fork(void);       /* fork wrapper, before the real fork */
 void fs_py_prepare(pid_t forking_tid);
 void fs_py_parent(void);
 int fs_py_snapshot_valid(void);     /* in the child */
 const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out);
 void fs_py_frame(const struct fs_py_info *info, uint32_t i, const char **file, const char **func, int *line);
+
+/* ---- census.c: the threads alive now (exit, exec, counts, listing on demand) ---- */
+void fs_exit_report(const char *how, const char *path);  /* how: "exit", "_exit", "exec" */
+void fs_census_thread_started(void);
+void fs_census_thread_ended(void);
+void fs_census_after_fork_child(void);
+void fs_census_init(void);
 
 /* ---- report.c: building the reports ---- */
 void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid);

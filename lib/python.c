@@ -31,6 +31,7 @@ static struct {
     int (*GILState_Ensure)(void);
     void (*GILState_Release)(int);
     PyObj *(*Import_GetModuleDict)(void);
+    PyObj *(*Import_ImportModule)(const char *);
     PyObj *(*Dict_GetItemString)(PyObj *, const char *);  /* borrowed */
     PyObj *(*Dict_GetItem)(PyObj *, PyObj *);             /* borrowed */
     int (*Dict_Next)(PyObj *, ssize_t *, PyObj **, PyObj **);
@@ -62,6 +63,7 @@ static struct {
     PyObj *(*List_GetItem)(PyObj *, ssize_t);      /* borrowed */
     PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
     PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
+    PyObj *(*Unicode_FromString)(const char *);
     const char *(*GetVersion)(void);
     PyObj *None;
 } py;
@@ -120,6 +122,7 @@ static int detect(void) {
     R(GILState_Ensure, "PyGILState_Ensure");
     R(GILState_Release, "PyGILState_Release");
     R(Import_GetModuleDict, "PyImport_GetModuleDict");
+    R(Import_ImportModule, "PyImport_ImportModule");
     R(Dict_GetItemString, "PyDict_GetItemString");
     R(Dict_GetItem, "PyDict_GetItem");
     R(Dict_Next, "PyDict_Next");
@@ -153,6 +156,8 @@ static int detect(void) {
     R(List_GetItem, "PyList_GetItem");
     R(Tuple_GetItem, "PyTuple_GetItem");
     R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
+    R(Unicode_FromString, "PyUnicode_FromString");
+    if (py.String_AsString) R(Unicode_FromString, "PyString_FromString"); /* 2.7: str keys */
     R(GetVersion, "Py_GetVersion");
     if (py.GetVersion) {
         const char *v = py.GetVersion();
@@ -204,7 +209,7 @@ static struct {
     struct py_frame f[PY_MAX_FRAMES];
     char arena[PY_ARENA];
 } snap;
-static int snap_valid_in_child;   /* set in the child: the snapshot describes this fork */
+static int snap_valid_in_child;   /* the snapshot describes the moment being reported (fork, exit) */
 static int rlock_layer_wanted(void);
 static void release_lost_rlocks(void);
 
@@ -404,10 +409,39 @@ static PyObj *after_fork_child_hook(PyObj *self, PyObj *unused) {
     return py.None;
 }
 
+/* Python's atexit: the runtime has joined its threads (non-daemon threads, executors); what is
+ * still alive will be cut off. Read it now, while Python can be called; the C exit handler, which
+ * runs later, reports the threads still alive then. */
+static PyObj *atexit_hook(PyObj *self, PyObj *unused) {
+    (void)self;
+    (void)unused;
+    if (multi_threaded()) {
+        take_snapshot();
+        snap_valid_in_child = 1;
+    }
+    py.IncRef(py.None);
+    return py.None;
+}
+
 static struct { const char *name; void *meth; int flags; const char *doc; } method_defs[] = {
     {"forksafe_before_fork", (void *)before_fork_hook, 0x0004 /* METH_NOARGS */, NULL},
     {"forksafe_after_fork_child", (void *)after_fork_child_hook, 0x0004, NULL},
+    {"forksafe_atexit", (void *)atexit_hook, 0x0004, NULL},
 };
+
+/* atexit.register(forksafe_atexit). The GIL is held. */
+static void register_atexit(void) {
+    if (!py.Import_ImportModule || !py.Object_CallFunctionObjArgs) return;
+    PyObj *mod = py.Import_ImportModule("atexit");
+    PyObj *reg = mod ? attr(mod, "register") : NULL;
+    PyObj *fn = reg ? py.CFunction_NewEx(&method_defs[2], NULL, NULL) : NULL;
+    PyObj *r = fn ? py.Object_CallFunctionObjArgs(reg, fn, NULL) : NULL;
+    if (r) py.DecRef(r);
+    if (fn) py.DecRef(fn);
+    if (reg) py.DecRef(reg);
+    if (mod) py.DecRef(mod);
+    py.Err_Clear();
+}
 
 /* ---- the Python layer: RLocks owned by lost threads (3.9+) ----
  * An RLock knows its owner; _at_fork_reinit() (3.9+) makes it free. gc.get_referents reaches
@@ -506,6 +540,7 @@ static void install_hooks(void) {
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *posix = modules ? py.Dict_GetItemString(modules, "posix") : NULL;
     PyObj *reg = posix ? attr(posix, "register_at_fork") : NULL;
+    if (py.CFunction_NewEx && fs_setting(FS_SET_exit_report) == 0) register_atexit();
     if (!reg || !py.CFunction_NewEx || !py.Dict_New || !py.Tuple_New || !py.Object_Call) {
         if (reg) py.DecRef(reg);
         atomic_store(&hooks_installed, 2); /* 2.7, 3.6: the fork wrapper does it */
@@ -529,11 +564,137 @@ static void install_hooks(void) {
     atomic_store(&hooks_installed, r ? 3 : 2);
 }
 
+/* ---- where threads are created ----
+ * At thread start (pthread_create with the GIL held) we keep the Python stack of the code that
+ * starts the thread, as (site, line) pairs; a site is a code object's file and function, resolved
+ * to strings once per code object. The strings are then readable anywhere: exit reports, thread
+ * counts, a signal handler. The GIL serialises all writers. */
+#define SITES 8192
+#define SITE_ARENA (1024 * 1024)
+static struct { PyObj *code; uint32_t file, func; } sites[SITES];   /* index 0 unused */
+static uint32_t nsites = 1, site_arena_len = 1;
+static char site_arena[SITE_ARENA];
+
+static uint32_t site_intern_str(PyObj *o) {
+    const char *s = NULL;
+    if (o) s = py.Unicode_AsUTF8 ? py.Unicode_AsUTF8(o) : NULL;
+    if (!s && o && py.String_AsString) {
+        py.Err_Clear();
+        s = py.String_AsString(o);
+    }
+    if (!s) {
+        py.Err_Clear();
+        return 0;
+    }
+    size_t n = strlen(s) + 1;
+    if (n > 512 || site_arena_len + n > SITE_ARENA) return 0;
+    uint32_t off = site_arena_len;
+    memcpy(site_arena + off, s, n);
+    site_arena_len += (uint32_t)n;
+    return off;
+}
+
+static uint16_t site_of(PyObj *code) {
+    unsigned h = (unsigned)(((uintptr_t)code >> 4) % (SITES - 1)) + 1;
+    for (unsigned k = 0; k < 16; k++) {
+        unsigned i = (h + k - 1) % (SITES - 1) + 1;
+        if (sites[i].code == code) return (uint16_t)i;
+        if (sites[i].code) continue;
+        PyObj *f = attr(code, "co_filename"), *n = attr(code, "co_name");
+        sites[i].file = site_intern_str(f);
+        sites[i].func = site_intern_str(n);
+        if (f) py.DecRef(f);
+        if (n) py.DecRef(n);
+        py.IncRef(code); /* kept alive: the site outlives the frame */
+        sites[i].code = code;
+        nsites++;
+        return (uint16_t)i;
+    }
+    return 0;
+}
+
+void fs_py_site(uint16_t site, const char **file, const char **func) {
+    *file = site_arena + (site < SITES ? sites[site].file : 0);
+    *func = site_arena + (site < SITES ? sites[site].func : 0);
+}
+
+/* Thread.start's `self.name`, from the frame that calls _start_new_thread. */
+static void creating_thread_name(PyObj *frame, char *out, size_t cap) {
+    PyObj *locals = attr(frame, "f_locals");
+    PyObj *self = NULL;
+    if (locals) {
+        PyObj *getitem = attr(locals, "get");
+        if (getitem) {
+            PyObj *k = py.Unicode_FromString ? py.Unicode_FromString("self") : NULL;
+            if (k) {
+                self = py.Object_CallFunctionObjArgs(getitem, k, NULL);
+                py.DecRef(k);
+            }
+            py.DecRef(getitem);
+        }
+        py.DecRef(locals);
+    }
+    py.Err_Clear();
+    if (!self) return;
+    PyObj *name = self != py.None ? attr(self, "name") : NULL;
+    const char *s = NULL;
+    if (name) s = py.Unicode_AsUTF8 ? py.Unicode_AsUTF8(name) : NULL;
+    if (!s && name && py.String_AsString) {
+        py.Err_Clear();
+        s = py.String_AsString(name);
+    }
+    if (s) {
+        size_t n = strlen(s);
+        if (n >= cap) n = cap - 1;
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    if (name) py.DecRef(name);
+    py.DecRef(self);
+    py.Err_Clear();
+}
+
+static void capture_creation(struct fs_thread *t) {
+    t->ncreate = 0;
+    t->pyname[0] = '\0';
+    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL, *owned = NULL;
+    if (!f) return;
+    creating_thread_name(f, t->pyname, sizeof t->pyname);
+    while (f && f != py.None && t->ncreate < FS_CREATE_DEPTH) {
+        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : attr(f, "f_code");
+        t->create_site[t->ncreate] = code ? site_of(code) : 0;
+        t->create_line[t->ncreate] = py.Frame_GetLineNumber(f);
+        t->ncreate++;
+        if (code) py.DecRef(code);
+        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : attr(f, "f_back");
+        if (owned) py.DecRef(owned);
+        owned = f = back;
+    }
+    if (owned) py.DecRef(owned);
+    py.Err_Clear();
+}
+
 /* ---- called from the wrappers ---- */
 
-void fs_py_thread_starting(void) {
-    if (atomic_load_explicit(&hooks_installed, memory_order_relaxed)) return;
-    if (usable() && holds_gil()) install_hooks();
+void fs_py_thread_starting(struct fs_thread *t) {
+    if (t) t->ncreate = 0;
+    int hooks = atomic_load_explicit(&hooks_installed, memory_order_relaxed);
+    if (hooks == 0) {
+        if (!usable() || !holds_gil()) return;
+        install_hooks();
+    } else if (atomic_load_explicit(&py_state, memory_order_relaxed) != PY_PRESENT || !holds_gil()) {
+        return; /* a thread started from C, or no Python */
+    }
+    if (t) capture_creation(t);
+}
+
+/* Before exit or exec: a snapshot now, if this thread can call Python without waiting. */
+void fs_py_snapshot_now(void) {
+    if (atomic_load_explicit(&py_state, memory_order_relaxed) != PY_PRESENT || !py.IsInitialized() ||
+        (py.IsFinalizing && py.IsFinalizing()) || !py.GILState_GetThisThreadState() || !holds_gil())
+        return;
+    take_snapshot();
+    snap_valid_in_child = 1;
 }
 
 void fs_py_before_fork(void) {

@@ -34,6 +34,7 @@ static void on_thread_exit(void *p) {
     struct fs_thread *t = p;
     fs_tls_self = FS_SELF_GONE;
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+    fs_census_thread_ended();
 }
 
 static int ensure_exit_key(void) {
@@ -83,12 +84,12 @@ static struct fs_thread *claim_slot(void) {
 static void become(struct fs_thread *t) {
     t->tid = fs_gettid();
     t->home_pid = 0;
-    t->pyname[0] = '\0';
     t->self = pthread_self();
     if (prctl(PR_GET_NAME, t->name) != 0) t->name[0] = '\0';
     fs_tls_self = (uint32_t)(t - fs_threads) + 1;
     if (ensure_exit_key() == 0) pthread_setspecific(exit_key, t);
     atomic_store_explicit(&t->state, FS_T_LIVE, memory_order_release);
+    fs_census_thread_started();
 }
 
 uint32_t fs_self_id_slow(void) {
@@ -101,6 +102,8 @@ uint32_t fs_self_id_slow(void) {
     }
     t->start = NULL;
     t->start_sym = 0;
+    t->ncreate = 0;
+    t->pyname[0] = '\0';
     become(t);
     errno = saved;
     return fs_tls_self;
@@ -164,10 +167,11 @@ FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     fs_init();
     if (!fs_tracking) return real(thread, attr, start, arg);
     fs_child_report_now(); /* a child that starts threads has gone on running */
-    fs_py_thread_starting();
     struct fs_thread *t = claim_slot();
-    if (!t) return real(thread, attr, start, arg);
     int saved = errno;
+    fs_py_thread_starting(t);
+    errno = saved;
+    if (!t) return real(thread, attr, start, arg);
     t->start = start;
     t->arg = arg;
     t->start_sym = fs_symbol_lookup((const void *)start);
