@@ -126,7 +126,7 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
     }
     struct fs_py_info info;
     const struct fs_py_info *py = fs_py_lookup(tid, &info);
-    int idle = py && py->nframes ? python_idle(py) : kernel_idle(tid);
+    int idle = tid == fs_gettid() ? 0 /* it is writing this */ : py && py->nframes ? python_idle(py) : kernel_idle(tid);
     const char *pyname = py && py->name[0] ? py->name : (t && t->pyname[0] ? t->pyname : NULL);
     if (json()) {
         fs_buf_str(b, "{\"tid\":");
