@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: MIT
+# Workload 7: os.fork() from a Python process with --threads T (default 100) idle threads, each
+# started with threading.stack_size(256 KiB) and blocked in os.read() on a pipe. The child calls
+# os._exit(0) at once; the parent os.waitpid()s it. With the shim, each child of this
+# multi-threaded process writes a fork report at _exit (run with FORKSAFE_LOG=/dev/null).
+# Prints microseconds per fork+exit+wait, the fastest of the repetitions (and their median), as
+# one JSON line.
+#   /usr/bin/python3 py_fork.py [--quick] [--threads T] [--iters N] [--reps R]
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+
+STACK = 256 * 1024
+
+
+def timed_loop(n):
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            raise SystemExit("child ended with status %#x" % status)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=100)
+    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-warmup", action="store_true")
+    a = ap.parse_args()
+    if a.quick:
+        a.threads, a.iters, a.reps = 4, 5, 1
+    r, w = os.pipe()
+    threading.stack_size(STACK)
+    started = threading.Semaphore(0)
+
+    def idle():
+        started.release()
+        os.read(r, 1)
+
+    threads = [threading.Thread(target=idle, daemon=True) for _ in range(a.threads)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        started.acquire()
+    if not a.no_warmup:
+        timed_loop(a.iters // 10 + 1)
+    per = []
+    for _ in range(a.reps):
+        t0 = time.perf_counter_ns()
+        timed_loop(a.iters)
+        per.append((time.perf_counter_ns() - t0) / 1e3 / a.iters)
+    print(json.dumps({"bench": "py_fork", "unit": "us/fork", "value": min(per), "median": statistics.median(per),
+                      "min": min(per), "max": max(per), "reps": a.reps, "iters": a.iters,
+                      "threads": a.threads, "stack_kib": STACK // 1024}), flush=True)
+    os.close(w)
+    for t in threads:
+        t.join()
+
+
+if __name__ == "__main__":
+    main()
