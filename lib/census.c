@@ -248,12 +248,14 @@ static void thread_table(const char *event, const char *how, const char *path, i
         }
     }
     int first = 1;
+    fs_thread_index_build();
     for (int i = 0; i < listed; i++) {
         if (!include_self && table[i] == self) continue;
         if (json() && !first) fs_buf_chr(&b, ',');
         thread_line(&b, table[i], &now, event);
         first = 0;
     }
+    fs_thread_index_release();
     if (json()) {
         fs_buf_chr(&b, ']');
         fs_report_line_end(&b);

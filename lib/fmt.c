@@ -52,17 +52,20 @@ void fs_buf_mem(struct fs_buf *b, const char *s, size_t n) {
 }
 
 void fs_buf_str(struct fs_buf *b, const char *s) { fs_buf_mem(b, s, strlen(s)); }
-void fs_buf_chr(struct fs_buf *b, char c) { fs_buf_mem(b, &c, 1); }
+void fs_buf_chr(struct fs_buf *b, char c) {
+    if (fs_likely(b->len < b->cap)) b->p[b->len++] = c;
+    else fs_buf_mem(b, &c, 1);
+}
 
 static void put_uint(struct fs_buf *b, unsigned long long v, unsigned base, int min_digits) {
     char tmp[24];
-    int n = 0;
+    int n = sizeof tmp;
     do {
-        tmp[n++] = "0123456789abcdef"[v % base];
+        tmp[--n] = "0123456789abcdef"[v % base];
         v /= base;
     } while (v);
-    while (n < min_digits) tmp[n++] = '0';
-    while (n > 0) fs_buf_chr(b, tmp[--n]);
+    while ((int)sizeof tmp - n < min_digits) tmp[--n] = '0';
+    fs_buf_mem(b, tmp + n, sizeof tmp - (size_t)n);
 }
 
 void fs_buf_int(struct fs_buf *b, long long v) {

@@ -67,6 +67,7 @@ static void child(void) {
     if (!fs_tracking) return;
     int saved = errno;
     fs_tls_tid = (pid_t)syscall(SYS_gettid);
+    fs_pid = getpid();
     uint32_t self = fs_tls_self;
     if (self != 0 && self != FS_SELF_GONE) fs_threads[self - 1].tid = fs_tls_tid;
     atomic_store(&snap_busy, 0);
@@ -108,8 +109,10 @@ FS_EXPORT int pthread_atfork(void (*pre)(void), void (*par)(void), void (*chi)(v
 FS_EXPORT pid_t fork(void) {
     pid_t (*real)(void) = FS_REAL(fork);
     fs_init();
-    fs_child_report_now();
-    fs_py_before_fork();
+    if (fs_tracking) { /* FORKSAFE_MODE=off: straight through */
+        fs_child_report_now();
+        fs_py_before_fork();
+    }
     return real();
 }
 

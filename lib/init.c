@@ -16,6 +16,7 @@ void fs_init(void) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&state, &expected, 1)) return; /* done, or in progress */
     fs_hooks_resolve();
+    fs_pid = getpid();
     fs_settings_parse(&fs_settings, env_get, 2);
     fs_tracking = fs_setting(FS_SET_mode) != FS_MODE_OFF;
     fs_log_init();

@@ -136,7 +136,11 @@ static inline int fs_thread_is_lost(uint32_t id) {
     struct fs_thread *t = fs_thread_by_id(id);
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LOST;
 }
-struct fs_thread *fs_thread_find_tid(pid_t tid);
+struct fs_thread *fs_thread_find_tid(pid_t tid);   /* through an index when one is built */
+/* Builds a tid -> slot index for a report (O(threads)); lookups are O(1) until released. */
+void fs_thread_index_build(void);
+void fs_thread_index_release(void);
+extern pid_t fs_pid;   /* getpid(), cached: set at start and in the fork child */
 struct fs_thread *fs_thread_find_pthread(pthread_t self);
 /* In the forked child: every live thread but the caller becomes lost. Returns how many. */
 int fs_threads_mark_lost(pid_t parent_pid);

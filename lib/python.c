@@ -210,6 +210,7 @@ static struct {
     char arena[PY_ARENA];
 } snap;
 static int snap_valid_in_child;   /* the snapshot describes the moment being reported (fork, exit) */
+static uint32_t snap_gen;         /* bumped by every snapshot */
 static int rlock_layer_wanted(void);
 static void release_lost_rlocks(void);
 
@@ -337,6 +338,7 @@ static void take_snapshot(void) {
     int depth = fs_setting(FS_SET_stack_depth);
 
     atomic_store(&snap.writing, 1);
+    snap_gen++;
     snap.taker_pid = getpid();
     snap.taker_tid = fs_gettid();
     snap.nthreads = 0;
@@ -731,9 +733,26 @@ void fs_py_parent(void) { snap.taker_tid = 0; }
 
 int fs_py_snapshot_valid(void) { return snap_valid_in_child; }
 
+/* tid -> snapshot entry, built on the first lookup after a snapshot is taken or inherited. */
+static int16_t snap_index[4 * PY_MAX_THREADS];
+static const void *snap_index_for; /* &snap with a generation: rebuilt when the snapshot changes */
+static uint32_t snap_index_gen;
+
 const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out) {
     if (!snap_valid_in_child || tid <= 0) return NULL;
-    for (int i = 0; i < snap.nthreads; i++) {
+    if (snap_index_for != &snap || snap_index_gen != snap_gen) {
+        memset(snap_index, 0, sizeof snap_index);
+        for (int i = 0; i < snap.nthreads; i++) {
+            uint32_t h = (uint32_t)snap.t[i].tid * 2654435761u % (4 * PY_MAX_THREADS);
+            while (snap_index[h]) h = (h + 1) % (4 * PY_MAX_THREADS);
+            snap_index[h] = (int16_t)(i + 1);
+        }
+        snap_index_for = &snap;
+        snap_index_gen = snap_gen;
+    }
+    for (uint32_t h = (uint32_t)tid * 2654435761u % (4 * PY_MAX_THREADS); snap_index[h];
+         h = (h + 1) % (4 * PY_MAX_THREADS)) {
+        int i = snap_index[h] - 1;
         if (snap.t[i].tid != tid) continue;
         out->name = snap.arena + snap.t[i].name;
         out->nframes = snap.t[i].nframes;

@@ -19,10 +19,10 @@ void fs_report_line_start(struct fs_buf *b, const char *event, const struct time
         fs_buf_str(b, ",\"time\":\"");
         fs_buf_time_iso(b, when);
         fs_buf_str(b, "\",\"pid\":");
-        fs_buf_int(b, getpid());
+        fs_buf_int(b, fs_pid);
     } else {
         fs_buf_str(b, "forksafe[");
-        fs_buf_int(b, getpid());
+        fs_buf_int(b, fs_pid);
         fs_buf_str(b, "]: ");
     }
 }
@@ -129,6 +129,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
     self_name(fname);
     int listed = snap->ntasks < FS_MAX_SNAPSHOT ? snap->ntasks : FS_MAX_SNAPSHOT;
     int nlost = snap->ntasks - 1;
+    fs_thread_index_build();
 
     fs_report_line_start(&b, "fork", &snap->time);
     if (json()) {
@@ -206,6 +207,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         fs_buf_str(&b, " more\n");
     }
     fs_buf_flush(&b);
+    fs_thread_index_release();
 }
 
 static void text_pyname(struct fs_buf *b, const char *pyname) {

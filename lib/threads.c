@@ -109,7 +109,45 @@ uint32_t fs_self_id_slow(void) {
     return fs_tls_self;
 }
 
+pid_t fs_pid;
+
+/* A tid -> slot hash, built for one report at a time (a report looks up every thread). */
+#define INDEX_SIZE (2 * FS_MAX_THREADS)
+static struct { pid_t tid; uint32_t slot; } tid_index[INDEX_SIZE];
+static _Atomic int index_owner; /* 0 free, 1 being built, 2 ready */
+
+void fs_thread_index_build(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&index_owner, &expected, 1)) return; /* in use: linear lookups */
+    memset(tid_index, 0, sizeof tid_index);
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    for (uint32_t i = 0; i < hwm; i++) {
+        uint32_t s = atomic_load_explicit(&fs_threads[i].state, memory_order_acquire);
+        if (s != FS_T_LIVE && s != FS_T_LOST) continue;
+        uint32_t h = (uint32_t)fs_threads[i].tid * 2654435761u % INDEX_SIZE;
+        while (tid_index[h].slot) h = (h + 1) % INDEX_SIZE;
+        tid_index[h].tid = fs_threads[i].tid;
+        tid_index[h].slot = i + 1;
+    }
+    atomic_store(&index_owner, 2);
+}
+
+void fs_thread_index_release(void) {
+    int expected = 2;
+    atomic_compare_exchange_strong(&index_owner, &expected, 0);
+}
+
 struct fs_thread *fs_thread_find_tid(pid_t tid) {
+    if (atomic_load_explicit(&index_owner, memory_order_acquire) == 2) {
+        uint32_t h = (uint32_t)tid * 2654435761u % INDEX_SIZE;
+        for (; tid_index[h].slot; h = (h + 1) % INDEX_SIZE) {
+            struct fs_thread *t = &fs_threads[tid_index[h].slot - 1];
+            uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+            if (tid_index[h].tid == tid && (s == FS_T_LIVE || s == FS_T_LOST) && t->tid == tid) return t;
+        }
+        return NULL;
+    }
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
     for (uint32_t i = 0; i < hwm; i++) {
