@@ -44,6 +44,7 @@ extern struct fs_real fs_real;
 /* Resolves every hook once. Safe to call from any wrapper, any number of times. */
 void fs_hooks_resolve(void);
 #define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_hooks_resolve(), fs_real.name))
+/* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolving stubs: call them directly. */
 
 /* ---- init.c: one-time start-up (settings, atfork handlers, log descriptor) ---- */
 void fs_init(void);

@@ -126,7 +126,7 @@ __attribute__((noinline, cold)) static int trywait_failed(sem_t *s, int r) {
 }
 
 FS_EXPORT int sem_trywait(sem_t *s) {
-    int r = FS_REAL(sem_trywait)(s);
+    int r = fs_real.sem_trywait(s);
     if (fs_likely(r == 0)) {
         note_taken(s);
         return 0;
@@ -136,14 +136,14 @@ FS_EXPORT int sem_trywait(sem_t *s) {
 
 FS_EXPORT int sem_wait(sem_t *s) {
     if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) && child_try(s) == 0) return 0;
-    int r = FS_REAL(sem_wait)(s);
+    int r = fs_real.sem_wait(s);
     if (r == 0) note_taken(s);
     return r;
 }
 
 FS_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime) {
     if (fs_unlikely(atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) && child_try(s) == 0) return 0;
-    int r = FS_REAL(sem_timedwait)(s, abstime);
+    int r = fs_real.sem_timedwait(s, abstime);
     if (r == 0) note_taken(s);
     return r;
 }
@@ -162,5 +162,5 @@ FS_EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *ab
 
 FS_EXPORT int sem_post(sem_t *s) {
     note_released(s);
-    return FS_REAL(sem_post)(s);
+    return fs_real.sem_post(s);
 }

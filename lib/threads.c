@@ -16,6 +16,7 @@
 struct fs_thread fs_threads[FS_MAX_THREADS];
 _Atomic uint32_t fs_threads_hwm;
 static _Atomic uint32_t free_hint;
+static _Atomic int free_slots;   /* slots freed by exited threads: worth scanning for */
 
 __thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
 __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
@@ -34,6 +35,8 @@ static void on_thread_exit(void *p) {
     struct fs_thread *t = p;
     fs_tls_self = FS_SELF_GONE;
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+    atomic_store_explicit(&free_hint, (uint32_t)(t - fs_threads), memory_order_relaxed);
+    atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
     fs_census_thread_ended();
 }
 
@@ -60,11 +63,12 @@ static struct fs_thread *claim_slot(void) {
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     /* Reuse a freed slot first, so the registry stays as small as the live thread count. */
     uint32_t start = atomic_load_explicit(&free_hint, memory_order_relaxed);
-    for (uint32_t k = 0; k < hwm && k < 256; k++) {
+    for (uint32_t k = 0; atomic_load_explicit(&free_slots, memory_order_relaxed) > 0 && k < hwm && k < 256; k++) {
         uint32_t i = (start + k) % hwm;
         uint32_t expected = FS_T_FREE;
         if (atomic_compare_exchange_strong(&fs_threads[i].state, &expected, FS_T_STARTING)) {
             atomic_store_explicit(&free_hint, i + 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&free_slots, 1, memory_order_relaxed);
             return &fs_threads[i];
         }
     }
@@ -184,6 +188,7 @@ int fs_threads_mark_lost(pid_t parent_pid) {
         } else if (s == FS_T_STARTING) {
             /* Being created or registered in the parent: that thread does not exist here. */
             atomic_store_explicit(&t->state, FS_T_FREE, memory_order_relaxed);
+            atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
         }
     }
     return lost;
@@ -215,7 +220,10 @@ FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     t->start_sym = fs_symbol_lookup((const void *)start);
     errno = saved;
     int r = real(thread, attr, thread_start, t);
-    if (r != 0) atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+    if (r != 0) {
+        atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+        atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
+    }
     return r;
 }
 
