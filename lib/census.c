@@ -265,7 +265,9 @@ static void thread_table(const char *event, const char *how, const char *path, i
 }
 
 void fs_exit_report(const char *how, const char *path) {
+    extern int __libc_single_threaded;
     if (!fs_tracking || fs_setting(FS_SET_exit_report) != 0) return;
+    if (__libc_single_threaded || fs_single_since_fork) return; /* without a /proc read */
     if (fs_list_tasks(NULL, 0) <= 1) return; /* single-threaded: nothing is cut off */
     if (atomic_exchange(&exit_reported, 1)) return;
     fs_py_snapshot_now();

@@ -26,6 +26,7 @@ extern int __libc_single_threaded; /* glibc 2.32+: false once the process ever h
 struct fs_fork_snapshot fs_snap;
 _Atomic int fs_child_armed;
 int fs_tracking = 1;
+int fs_single_since_fork;
 
 static _Atomic int snap_busy;       /* one fork at a time owns fs_snap (2.36 runs handlers unlocked) */
 static _Atomic int report_pending;  /* this child owes its fork report */
@@ -73,6 +74,7 @@ static void child(void) {
     atomic_store(&snap_busy, 0);
     fs_log_after_fork_child();
     fs_census_after_fork_child();
+    fs_single_since_fork = 1;
     if (snap_valid) {
         fs_threads_mark_lost(fs_snap.parent_pid);
         pending_pid = getpid();

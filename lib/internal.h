@@ -142,6 +142,7 @@ struct fs_thread *fs_thread_find_tid(pid_t tid);   /* through an index when one 
 void fs_thread_index_build(void);
 void fs_thread_index_release(void);
 extern pid_t fs_pid;   /* getpid(), cached: set at start and in the fork child */
+extern int fs_single_since_fork; /* a forked child that has started no thread since */
 struct fs_thread *fs_thread_find_pthread(pthread_t self);
 /* In the forked child: every live thread but the caller becomes lost. Returns how many. */
 int fs_threads_mark_lost(pid_t parent_pid);

@@ -735,23 +735,25 @@ int fs_py_snapshot_valid(void) { return snap_valid_in_child; }
 
 /* tid -> snapshot entry, built on the first lookup after a snapshot is taken or inherited. */
 static int16_t snap_index[4 * PY_MAX_THREADS];
+static uint32_t snap_index_size;
 static const void *snap_index_for; /* &snap with a generation: rebuilt when the snapshot changes */
 static uint32_t snap_index_gen;
 
 const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out) {
     if (!snap_valid_in_child || tid <= 0) return NULL;
     if (snap_index_for != &snap || snap_index_gen != snap_gen) {
-        memset(snap_index, 0, sizeof snap_index);
+        for (snap_index_size = 64; snap_index_size < 4 * (uint32_t)snap.nthreads; snap_index_size *= 2) {}
+        memset(snap_index, 0, snap_index_size * sizeof snap_index[0]);
         for (int i = 0; i < snap.nthreads; i++) {
-            uint32_t h = (uint32_t)snap.t[i].tid * 2654435761u % (4 * PY_MAX_THREADS);
-            while (snap_index[h]) h = (h + 1) % (4 * PY_MAX_THREADS);
+            uint32_t h = (uint32_t)snap.t[i].tid * 2654435761u % snap_index_size;
+            while (snap_index[h]) h = (h + 1) % snap_index_size;
             snap_index[h] = (int16_t)(i + 1);
         }
         snap_index_for = &snap;
         snap_index_gen = snap_gen;
     }
-    for (uint32_t h = (uint32_t)tid * 2654435761u % (4 * PY_MAX_THREADS); snap_index[h];
-         h = (h + 1) % (4 * PY_MAX_THREADS)) {
+    for (uint32_t h = (uint32_t)tid * 2654435761u % snap_index_size; snap_index[h];
+         h = (h + 1) % snap_index_size) {
         int i = snap_index[h] - 1;
         if (snap.t[i].tid != tid) continue;
         out->name = snap.arena + snap.t[i].name;

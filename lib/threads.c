@@ -118,19 +118,22 @@ pid_t fs_pid;
 /* A tid -> slot hash, built for one report at a time (a report looks up every thread). */
 #define INDEX_SIZE (2 * FS_MAX_THREADS)
 static struct { pid_t tid; uint32_t slot; } tid_index[INDEX_SIZE];
+static uint32_t index_size;     /* the part in use: a power of two >= 2 x the registry in use */
 static _Atomic int index_owner; /* 0 free, 1 being built, 2 ready */
 
 void fs_thread_index_build(void) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&index_owner, &expected, 1)) return; /* in use: linear lookups */
-    memset(tid_index, 0, sizeof tid_index);
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    /* Clear only what this registry needs: a forked child touches as few pages as it can. */
+    for (index_size = 64; index_size < 2 * hwm; index_size *= 2) {}
+    memset(tid_index, 0, index_size * sizeof tid_index[0]);
     for (uint32_t i = 0; i < hwm; i++) {
         uint32_t s = atomic_load_explicit(&fs_threads[i].state, memory_order_acquire);
         if (s != FS_T_LIVE && s != FS_T_LOST) continue;
-        uint32_t h = (uint32_t)fs_threads[i].tid * 2654435761u % INDEX_SIZE;
-        while (tid_index[h].slot) h = (h + 1) % INDEX_SIZE;
+        uint32_t h = (uint32_t)fs_threads[i].tid * 2654435761u % index_size;
+        while (tid_index[h].slot) h = (h + 1) % index_size;
         tid_index[h].tid = fs_threads[i].tid;
         tid_index[h].slot = i + 1;
     }
@@ -144,8 +147,8 @@ void fs_thread_index_release(void) {
 
 struct fs_thread *fs_thread_find_tid(pid_t tid) {
     if (atomic_load_explicit(&index_owner, memory_order_acquire) == 2) {
-        uint32_t h = (uint32_t)tid * 2654435761u % INDEX_SIZE;
-        for (; tid_index[h].slot; h = (h + 1) % INDEX_SIZE) {
+        uint32_t h = (uint32_t)tid * 2654435761u % index_size;
+        for (; tid_index[h].slot; h = (h + 1) % index_size) {
             struct fs_thread *t = &fs_threads[tid_index[h].slot - 1];
             uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
             if (tid_index[h].tid == tid && (s == FS_T_LIVE || s == FS_T_LOST) && t->tid == tid) return t;
@@ -210,6 +213,7 @@ FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     fs_init();
     if (!fs_tracking) return real(thread, attr, start, arg);
     fs_child_report_now(); /* a child that starts threads has gone on running */
+    fs_single_since_fork = 0;
     struct fs_thread *t = claim_slot();
     int saved = errno;
     fs_py_thread_starting(t);
