@@ -206,12 +206,50 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
 }
 
 /* Writes the table of live threads; `include_self` for a listing, not for exit or exec. */
+/* Is `tid` a thread that has already finished as far as its program can tell, though the kernel
+ * still lists it for a moment? Its runtime joined it (a Python thread missing from the snapshot
+ * taken after the joins), its start routine returned (just released), or it is gone. */
+static int finishing(pid_t tid, int for_exit) {
+    if (fs_thread_recently_ended(tid)) return 1;
+    const struct fs_thread *t = fs_thread_find_tid(tid);
+    struct fs_py_info info;
+    if (for_exit && t && (t->pyname[0] || t->ncreate) && fs_py_snapshot_valid() && !fs_py_lookup(tid, &info))
+        return 1;
+    char name[16];
+    return !t && fs_read_comm(getpid(), tid, name) != 0;
+}
+
 static void thread_table(const char *event, const char *how, const char *path, int include_self) {
     int fd = fs_log_fd();
     if (fd < 0 || atomic_exchange(&table_busy, 1)) return;
-    int n = fs_list_tasks(table, FS_MAX_SNAPSHOT), listed = n < FS_MAX_SNAPSHOT ? n : FS_MAX_SNAPSHOT;
+    int n = fs_list_tasks(table, FS_MAX_SNAPSHOT);
+    if (how) {
+        /* A thread its runtime has just joined is still in the kernel's list for a moment: wait
+         * (20 ms at most) until the list stops shrinking, and report what is really left. */
+        for (int k = 0, prev = n; k < 20; k++) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            n = fs_list_tasks(table, FS_MAX_SNAPSHOT);
+            if (n == prev && k >= 1) break;
+            prev = n;
+        }
+    }
+    int listed = n < FS_MAX_SNAPSHOT ? n : FS_MAX_SNAPSHOT;
     pid_t self = fs_gettid();
-    int total = include_self ? n : n - 1;
+    fs_thread_index_build();
+    int kept = 0; /* the threads really cut off (or, for a listing, alive) */
+    for (int i = 0; i < listed; i++) {
+        if ((table[i] == self && !include_self) || (table[i] != self && finishing(table[i], how != NULL)))
+            continue;
+        table[kept++] = table[i];
+    }
+    int total = kept + (n - listed);
+    if (total == 0) { /* nothing is cut off after all */
+        fs_thread_index_release();
+        atomic_store(&table_busy, 0);
+        return;
+    }
+    listed = kept;
     char mem[4096];
     struct fs_buf b;
     struct timespec now;
@@ -248,9 +286,7 @@ static void thread_table(const char *event, const char *how, const char *path, i
         }
     }
     int first = 1;
-    fs_thread_index_build();
     for (int i = 0; i < listed; i++) {
-        if (!include_self && table[i] == self) continue;
         if (json() && !first) fs_buf_chr(&b, ',');
         thread_line(&b, table[i], &now, event);
         first = 0;

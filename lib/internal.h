@@ -144,6 +144,7 @@ void fs_thread_index_release(void);
 extern pid_t fs_pid;   /* getpid(), cached: set at start and in the fork child */
 extern int fs_single_since_fork; /* a forked child that has started no thread since */
 struct fs_thread *fs_thread_find_pthread(pthread_t self);
+int fs_thread_recently_ended(pid_t tid);   /* its start routine returned very recently */
 /* In the forked child: every live thread but the caller becomes lost. Returns how many. */
 int fs_threads_mark_lost(pid_t parent_pid);
 void fs_threads_init(void);

@@ -18,6 +18,18 @@ _Atomic uint32_t fs_threads_hwm;
 static _Atomic uint32_t free_hint;
 static _Atomic int free_slots;   /* slots freed by exited threads: worth scanning for */
 
+/* Tids whose start routine returned: the kernel may list them a moment longer. */
+#define RECENT 64
+static _Atomic pid_t recently_ended[RECENT];
+static _Atomic uint32_t recent_next;
+
+int fs_thread_recently_ended(pid_t tid) {
+    for (int i = 0; i < RECENT; i++)
+        if (atomic_load_explicit(&recently_ended[i], memory_order_relaxed) == tid) return 1;
+    return 0;
+}
+
+
 __thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
 __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
 
@@ -33,6 +45,8 @@ pid_t fs_gettid(void) {
 /* At thread exit: the slot is free again; later semaphore calls of this thread go untracked. */
 static void on_thread_exit(void *p) {
     struct fs_thread *t = p;
+    atomic_store_explicit(&recently_ended[atomic_fetch_add(&recent_next, 1) % RECENT], t->tid,
+                          memory_order_relaxed);
     fs_tls_self = FS_SELF_GONE;
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
     atomic_store_explicit(&free_hint, (uint32_t)(t - fs_threads), memory_order_relaxed);
@@ -87,6 +101,10 @@ static struct fs_thread *claim_slot(void) {
 /* Makes `t` the calling thread's slot. */
 static void become(struct fs_thread *t) {
     t->tid = fs_gettid();
+    for (int i = 0; i < RECENT; i++) { /* a reused tid is a new thread */
+        pid_t expected = t->tid;
+        atomic_compare_exchange_strong(&recently_ended[i], &expected, 0);
+    }
     t->home_pid = 0;
     t->self = pthread_self();
     if (prctl(PR_GET_NAME, t->name) != 0) t->name[0] = '\0';

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Exec reports from Python, on one interpreter (py_exit_prog.py); a daemon thread "idle-daemon"
+# is blocked in Event.wait() in every case:
+#   - execv: os.execv("/bin/true", ["true"]) from main: exactly one event from the process, an
+#     "exec" event, how "exec", path "/bin/true", listing idle-daemon (idle, its stack at the
+#     Event.wait() call);
+#   - fork then exec from the multi-threaded parent: subprocess.Popen with preexec_fn (fork, Python
+#     code in the child, exec), plain subprocess.Popen (vfork + exec on 3.10+), os.fork + os.execv:
+#     no exit or exec event from the child (other events from it are printed as notes: an os.fork
+#     child writes its fork report before it execs); the parent's own normal end lists idle-daemon.
+#   check_py_exec.py --interp debian|pyenv:X.Y|PATH --shim build/lib/libforksafe.so
+import argparse
+import os
+import re
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, read_events,  # noqa: E402
+                     resolve_interp, run, shim_env)
+
+PROG = os.path.join(HERE, "py_exit_prog.py")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--interp", required=True)
+    ap.add_argument("--shim", required=True)
+    a = ap.parse_args()
+    interp = resolve_interp(a.interp)
+    wait_line = mark(PROG, "idle_wait")
+
+    def check_daemon(ev, daemon, label):
+        if ev["threads_total"] != 1 or ev["threads"][0]["tid"] != daemon:
+            fail("%s: expected exactly the daemon thread %d" % (label, daemon), [ev])
+        t = ev["threads"][0]
+        if t.get("python_name") != "idle-daemon" or t["state"] != "idle":
+            fail("%s: the thread should be python_name 'idle-daemon', idle" % label, [ev])
+        if not has_frame(t, PROG, "idle_daemon_main", wait_line):
+            fail("%s: python_stack should show idle_daemon_main at line %d" % (label, wait_line), [ev])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("execv", "popen_preexec", "popen", "forkexec"):
+            rc, out, err = run([interp, PROG, mode], base_env(), timeout=60)
+            if rc != 0:
+                fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
+            d = os.path.join(tmp, mode)
+            os.mkdir(d)
+            rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60)
+            if rc != 0:
+                fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
+            daemon = int(re.search(r"^DAEMON (\d+)$", out, re.M).group(1))
+            events = read_events(d)
+            if mode == "execv":
+                if len(events) != 1 or events[0]["event"] != "exec":
+                    fail("execv: expected exactly one event, exec (none from /bin/true)", events)
+                ev = events[0]
+                check_exit_event(ev, "exec")
+                if ev.get("path") != "/bin/true":
+                    fail("execv: path should be /bin/true", [ev])
+                check_daemon(ev, daemon, "execv")
+                print("ok: execv: exec event path=/bin/true lists idle-daemon, idle, at line %d" % wait_line)
+                continue
+            child = int(re.search(r"^CHILD (\d+)$", out, re.M).group(1))
+            from_child = [e for e in events if e["pid"] == child]
+            if any(e["event"] in ("exit", "exec") for e in from_child):
+                fail("%s: the child %d (fork then exec) wrote an exit or exec event" % (mode, child), from_child)
+            if from_child:
+                # Not this feature: an os.fork child writes its fork report from Python's
+                # after-fork hook (3.7+), before it execs (README, Python-aware reports).
+                print("note: %s: the child wrote %s" % (mode, ", ".join(e["event"] for e in from_child)))
+            ends = [e for e in events if e["event"] in ("exit", "exec")]
+            if len(ends) != 1 or ends[0]["event"] != "exit" or ends[0]["pid"] == child:
+                fail("%s: expected exactly the parent's exit event" % mode, events)
+            check_exit_event(ends[0], "exit")
+            check_daemon(ends[0], daemon, mode + " (parent)")
+            print("ok: %s: no exit/exec event from child %d; the parent's exit lists idle-daemon" % (mode, child))
+
+
+if __name__ == "__main__":
+    main()

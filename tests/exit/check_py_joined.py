@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Exit reports at a Python program's normal end, on one interpreter (py_exit_prog.py):
+#   - threads the runtime joins are not reported: a ThreadPoolExecutor never shut down (Python
+#     joins its workers at exit) and a non-daemon thread still working when main ends. Each runs
+#     10 times, 5 of them pinned to one CPU: a thread Python has joined may still be in its last
+#     instructions (its OS thread not yet gone) when exit() is called, more often on one CPU,
+#     where the woken main thread preempts it. No exit event may appear, nor list such a thread;
+#   - control: a daemon thread blocked in Event.wait() at the normal end IS reported: one "exit"
+#     event, how "exit", that thread alone, state "idle", python_name "idle-daemon", its stack
+#     showing idle_daemon_main at the Event.wait() call; the same with sys.exit(0), and with
+#     os._exit(0) (how "_exit");
+#   - all together: the event lists the daemon thread only.
+# Python 2.7 has no concurrent.futures: there the pool part is not applicable (noted, not failed).
+#   check_py_joined.py --interp debian|pyenv:X.Y|PATH --shim build/lib/libforksafe.so
+import argparse
+import os
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, one_cpu,  # noqa: E402
+                     read_events, resolve_interp, run, shim_env)
+
+PROG = os.path.join(HERE, "py_exit_prog.py")
+REPEAT = 10
+
+
+def facts(out):
+    f = {"pool": [], "pool_names": [], "nondaemon": [], "daemon": []}
+    for line in out.splitlines():
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "POOL":
+            f["pool"] = [int(x) for x in w[1:]]
+        elif w[0] == "POOL_NAMES":
+            f["pool_names"] = w[1:]
+        elif w[0] == "NONDAEMON":
+            f["nondaemon"] = [int(w[1])]
+        elif w[0] == "DAEMON":
+            f["daemon"] = [int(w[1])]
+    return f
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--interp", required=True)
+    ap.add_argument("--shim", required=True)
+    a = ap.parse_args()
+    interp = resolve_interp(a.interp)
+    wait_line = mark(PROG, "idle_wait")
+    notes = []
+
+    def run_mode(mode, tmp, tag, pinned=False):
+        pin = one_cpu() if pinned else None
+        rc, out, err = run([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin)
+        if rc != 0:
+            fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
+        d = os.path.join(tmp, tag)
+        os.mkdir(d)
+        rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60, preexec_fn=pin)
+        if rc != 0:
+            fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
+        return facts(out), read_events(d)
+
+    def joined_names_and_tids(f):
+        return set(f["pool_names"]), set(f["pool"]) | set(f["nondaemon"])
+
+    def lists_joined(ev, f):
+        names, tids = joined_names_and_tids(f)
+        return [t for t in ev["threads"]
+                if t["tid"] in tids or t.get("python_name") in names
+                or (t.get("python_name") or "").startswith(("ThreadPoolExecutor", "nondaemon-worker"))]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Joined by the runtime: nothing to report.
+        for mode in ("pool", "nondaemon"):
+            for i in range(REPEAT):
+                f, events = run_mode(mode, tmp, "%s%d" % (mode, i), pinned=i % 2 == 1)
+                if mode == "pool" and not f["pool_names"]:
+                    notes.append("pool: no concurrent.futures on this interpreter, not applicable")
+                    break
+                ends = [e for e in events if e["event"] in ("exit", "exec")]
+                for e in ends:
+                    if lists_joined(e, f):
+                        fail("%s (run %d%s): an exit event lists a thread the runtime joins"
+                             % (mode, i + 1, i % 2 and ", one CPU" or ""), ends)
+                if ends:
+                    fail("%s (run %d%s): no thread is cut off, yet there is an exit event"
+                         % (mode, i + 1, i % 2 and ", one CPU" or ""), ends)
+            else:
+                notes.append("%s: no exit event in %d runs (half on one CPU)" % (mode, REPEAT))
+
+        # Cut off: reported.
+        for mode, how in (("daemon", "exit"), ("sysexit", "exit"), ("osexit", "_exit"), ("mixed", "exit")):
+            f, events = run_mode(mode, tmp, mode)
+            ends = [e for e in events if e["event"] in ("exit", "exec")]
+            if len(ends) != 1 or ends[0]["event"] != "exit":
+                fail("%s: expected one exit event" % mode, events)
+            ev = ends[0]
+            check_exit_event(ev, how)
+            if lists_joined(ev, f):
+                fail("%s: the exit event lists a thread the runtime joins" % mode, [ev])
+            if ev["threads_total"] != 1 or ev["threads"][0]["tid"] != f["daemon"][0]:
+                fail("%s: expected exactly the daemon thread %d" % (mode, f["daemon"][0]), [ev])
+            t = ev["threads"][0]
+            if t.get("python_name") != "idle-daemon":
+                fail("%s: python_name should be 'idle-daemon'" % mode, [ev])
+            if t["state"] != "idle":
+                fail("%s: the daemon thread blocked in Event.wait() should be idle" % mode, [ev])
+            if not has_frame(t, PROG, "idle_daemon_main", wait_line):
+                fail("%s: python_stack should show idle_daemon_main at line %d" % (mode, wait_line), [ev])
+            if not t["python_stack"] or not t["python_stack"][0]["file"].endswith("threading.py"):
+                fail("%s: the innermost frame should be in threading.py (Event.wait)" % mode, [ev])
+            notes.append("%s: exit event how=%s lists idle-daemon, idle, at line %d" % (mode, how, wait_line))
+
+    for n in notes:
+        print("ok: " + n)
+
+
+if __name__ == "__main__":
+    main()
