@@ -67,6 +67,7 @@ static int take_orphan(sem_t *s) {
     if (!t || (atomic_load_explicit(&t->flags, memory_order_relaxed) & FS_SEM_NOT_A_LOCK)) return 0;
     uint32_t owner = atomic_load_explicit(&t->owner, memory_order_acquire);
     if (!fs_thread_is_lost(owner)) return 0;
+    fs_child_report_now(); /* the fork report comes before the lock's */
     if (fs_setting(FS_SET_mode) != FS_MODE_REPAIR || fs_setting(FS_SET_repair_semaphores) != 0) {
         if (!(atomic_fetch_or(&t->flags, FS_SEM_REPORTED) & FS_SEM_REPORTED))
             fs_report_lock("lock_orphaned", s, owner);
@@ -115,11 +116,11 @@ FS_EXPORT int sem_destroy(sem_t *s) {
     return FS_REAL(sem_destroy)(s);
 }
 
-/* A failed trywait in a child: maybe the lock is orphaned. */
+/* A failed trywait in a child: maybe the lock is orphaned. A failed trywait alone does not block
+ * (Python 2.7 probes with one in every release()): it writes the fork report only with a repair. */
 __attribute__((noinline, cold)) static int trywait_failed(sem_t *s, int r) {
     if (!atomic_load_explicit(&fs_child_armed, memory_order_relaxed)) return r;
     int saved = errno;
-    fs_child_report_now();
     int got = take_orphan(s);
     errno = saved;
     return got ? 0 : r;
