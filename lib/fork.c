@@ -51,7 +51,7 @@ static void prepare(void) {
         fs_snap.parent_pid = getpid();
         fs_snap.forking_tid = fs_gettid();
         clock_gettime(CLOCK_REALTIME, &fs_snap.time);
-        fs_snap.ntasks = fs_list_tasks(fs_snap.tasks, FS_MAX_SNAPSHOT);
+        fs_snap.ntasks = fs_threads_at_fork(fs_snap.tasks, FS_MAX_SNAPSHOT, fs_snap.forking_tid);
         snap_valid = fs_snap.ntasks > 1;
         fs_py_prepare(fs_snap.forking_tid);
     }

@@ -150,6 +150,10 @@ int fs_threads_mark_lost(pid_t parent_pid);
 void fs_threads_init(void);
 /* Lists the tids of /proc/self/task into tids[cap]; returns how many exist (may exceed cap). */
 int fs_list_tasks(pid_t *tids, int cap);
+/* Inside fork: every thread's tid into tids[cap], the forking thread's included; returns how
+ * many. From the registry when it accounts for all of them (the kernel's count says so), else
+ * from /proc/self/task, whose walk costs about 0.4 us per thread. */
+int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid);
 
 /* ---- symbols.c: start routine -> "symbol+0xoff (library)", resolved outside fork ---- */
 uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure */

@@ -268,6 +268,43 @@ FS_EXPORT int pthread_setname_np(pthread_t thread, const char *name) {
 
 /* ---- /proc/self/task ---- */
 
+/* Field 20 of /proc/self/stat: the kernel's thread count, in one small read. */
+static int kernel_thread_count(void) {
+    char buf[512];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    char *p = NULL;
+    for (char *c = buf; *c; c++)
+        if (*c == ')') p = c; /* the name may contain spaces and parentheses */
+    if (!p) return -1;
+    int field = 2, count = 0;
+    for (p++; *p && field < 20; p++)
+        if (*p == ' ') field++;
+    for (; *p >= '0' && *p <= '9'; p++) count = count * 10 + (*p - '0');
+    return field == 20 ? count : -1;
+}
+
+int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid) {
+    int saved = errno, n = 0, has_forker = 0;
+    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
+    for (uint32_t i = 0; i < hwm && n < cap; i++) {
+        if (atomic_load_explicit(&fs_threads[i].state, memory_order_acquire) != FS_T_LIVE) continue;
+        pid_t tid = fs_threads[i].tid;
+        if (tid == forking_tid) has_forker = 1;
+        tids[n++] = tid;
+    }
+    if (!has_forker && n < cap) tids[n++] = forking_tid;
+    int kernel = kernel_thread_count();
+    errno = saved;
+    if (kernel == n) return n; /* the registry knows every thread */
+    return fs_list_tasks(tids, cap);
+}
+
 struct linux_dirent64 {
     uint64_t d_ino;
     int64_t d_off;

@@ -89,6 +89,10 @@ def check(case, evs, out, extra):
                "reported as orphaned once, not repaired", evs)
     elif case == "exec_no_report":
         expect(not evs, "no report for a fork followed directly by exec", evs)
+    elif case == "libc_thread":
+        expect(len(forks) == 1 and forks[0]["lost_threads_total"] == 1 and
+               forks[0]["lost_threads"][0]["start"] is None,
+               "the timer thread libc started itself is listed, without a start routine", evs)
     elif case == "single_threaded":
         expect(not evs, "no report for a single-threaded process", evs)
     elif case == "fork_report":

@@ -6,6 +6,7 @@
 // (tests/check_c.py) from the log file.
 #include "common.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pty.h>
 #include <sys/mman.h>
@@ -314,6 +315,37 @@ static int case_fork_report(void) {
     return 0;
 }
 
+/* A thread libc starts itself (the SIGEV_THREAD timer helper, through the hidden
+ * __pthread_create): no wrapper sees it, the fork report must still list it. */
+static void on_timer(union sigval v) { (void)v; }
+static int case_libc_thread(void) {
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = on_timer;
+    timer_t timer;
+    CHECK(timer_create(CLOCK_MONOTONIC, &ev, &timer) == 0); /* starts glibc's helper thread */
+    for (int i = 0; i < 1000; i++) {                        /* wait (bounded) until it exists */
+        struct timespec ms = {0, 1000000};
+        char path[64];
+        int n = 0;
+        DIR *d = opendir("/proc/self/task");
+        for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+        if (d) closedir(d);
+        if (n >= 2) break;
+        (void)path;
+        nanosleep(&ms, NULL);
+    }
+    printf("parent_pid=%d\n", getpid());
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(0);
+    int st = wait_child(pid, DONE_MS);
+    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return 0;
+}
+
 static int case_single_threaded(void) {
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -434,6 +466,7 @@ static const struct { const char *name; int (*run)(void); } cases[] = {
     {"exec_no_report", case_exec_no_report},
     {"fork_report", case_fork_report},
     {"single_threaded", case_single_threaded},
+    {"libc_thread", case_libc_thread},
     {"errno", case_errno},
     {"forkpty", case_forkpty},
     {"fd2_reuse", case_fd2_reuse},
