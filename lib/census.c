@@ -134,37 +134,13 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
         fs_buf_str(b, ",\"name\":");
         fs_buf_json_str(b, name);
         fs_buf_str(b, ",\"start\":");
-        if (t && t->start_sym) {
-            char sym[256];
-            struct fs_buf s;
-            fs_buf_init(&s, sym, sizeof sym - 1, -1);
-            fs_symbol_format(&s, t->start_sym);
-            sym[s.len] = '\0';
-            fs_buf_json_str(b, sym);
-        } else {
-            fs_buf_str(b, "null");
-        }
+        fs_symbol_json(b, t ? t->start_sym : 0);
         fs_buf_str(b, idle ? ",\"state\":\"idle\"" : ",\"state\":\"busy\"");
         if (pyname) {
             fs_buf_str(b, ",\"python_name\":");
             fs_buf_json_str(b, pyname);
         }
-        if (py) {
-            fs_buf_str(b, ",\"python_stack\":[");
-            for (uint32_t i = 0; i < py->nframes; i++) {
-                const char *file, *func;
-                int line;
-                fs_py_frame(py, i, &file, &func, &line);
-                fs_buf_str(b, i ? ",{\"file\":" : "{\"file\":");
-                fs_buf_json_str(b, file);
-                fs_buf_str(b, ",\"line\":");
-                fs_buf_int(b, line);
-                fs_buf_str(b, ",\"function\":");
-                fs_buf_json_str(b, func);
-                fs_buf_chr(b, '}');
-            }
-            fs_buf_chr(b, ']');
-        }
+        if (py) fs_report_json_python_stack(b, py);
         if (t && t->ncreate) json_frames(b, "created_at", t);
         fs_buf_chr(b, '}');
         return;
@@ -207,14 +183,23 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
 
 /* Writes the table of live threads; `include_self` for a listing, not for exit or exec. */
 /* Is `tid` a thread that has already finished as far as its program can tell, though the kernel
- * still lists it for a moment? Its runtime joined it (a Python thread missing from the snapshot
- * taken after the joins), its start routine returned (just released), or it is gone. */
+ * still lists it? Its runtime joined it (a Python thread missing from the snapshot taken after the
+ * joins), its target or start routine returned, or it is gone. */
 static int finishing(pid_t tid, int for_exit) {
     if (fs_thread_recently_ended(tid)) return 1;
     const struct fs_thread *t = fs_thread_find_tid(tid);
     struct fs_py_info info;
     if (for_exit && t && (t->pyname[0] || t->ncreate) && fs_py_snapshot_valid() && !fs_py_lookup(tid, &info))
         return 1;
+    /* Its target has returned: the innermost frame is threading's bootstrap (2.7's join returns
+     * while the thread still runs its last lines there, and it may never get the GIL again). */
+    if (for_exit && fs_py_lookup(tid, &info) && info.nframes) {
+        const char *file, *func;
+        int line;
+        fs_py_frame(&info, 0, &file, &func, &line);
+        size_t n = strlen(file);
+        if (n >= 13 && strcmp(file + n - 13, "/threading.py") == 0 && strstr(func, "bootstrap")) return 1;
+    }
     char name[16];
     return !t && fs_read_comm(getpid(), tid, name) != 0;
 }
@@ -403,16 +388,7 @@ static void groups_report(uint32_t threshold) {
             fs_buf_str(&b, g ? ",{\"count\":" : "{\"count\":");
             fs_buf_int(&b, groups[g].count);
             fs_buf_str(&b, ",\"start\":");
-            if (t->start_sym) {
-                char sym[256];
-                struct fs_buf s;
-                fs_buf_init(&s, sym, sizeof sym - 1, -1);
-                fs_symbol_format(&s, t->start_sym);
-                sym[s.len] = '\0';
-                fs_buf_json_str(&b, sym);
-            } else {
-                fs_buf_str(&b, "null");
-            }
+            fs_symbol_json(&b, t->start_sym);
             fs_buf_str(&b, ",\"python_name\":");
             if (folded[0]) fs_buf_json_str(&b, folded);
             else fs_buf_str(&b, "null");

@@ -8,21 +8,21 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* The semaphore hooks start as stubs that resolve everything, then call the real function: the
- * hot wrappers call through the pointer with no test. */
-static int stub_sem_trywait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_trywait(s); }
-static int stub_sem_wait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_wait(s); }
-static int stub_sem_post(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_post(s); }
-static int stub_sem_timedwait(sem_t *s, const struct timespec *t) {
+/* The semaphore hooks start as functions that resolve everything, then call the real function:
+ * the hot wrappers call through the pointer with no test. */
+static int resolve_then_sem_trywait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_trywait(s); }
+static int resolve_then_sem_wait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_wait(s); }
+static int resolve_then_sem_post(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_post(s); }
+static int resolve_then_sem_timedwait(sem_t *s, const struct timespec *t) {
     fs_hooks_resolve();
     return fs_real.sem_timedwait(s, t);
 }
 
 struct fs_real fs_real = {
-    .sem_trywait = stub_sem_trywait,
-    .sem_wait = stub_sem_wait,
-    .sem_post = stub_sem_post,
-    .sem_timedwait = stub_sem_timedwait,
+    .sem_trywait = resolve_then_sem_trywait,
+    .sem_wait = resolve_then_sem_wait,
+    .sem_post = resolve_then_sem_post,
+    .sem_timedwait = resolve_then_sem_timedwait,
 };
 
 static const struct {
@@ -57,8 +57,8 @@ void fs_hooks_resolve(void) {
     if (atomic_load_explicit(&done, memory_order_acquire)) return;
     for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
         void *cur = *hooks[i].slot;
-        if (cur && cur != (void *)stub_sem_trywait && cur != (void *)stub_sem_wait &&
-            cur != (void *)stub_sem_post && cur != (void *)stub_sem_timedwait)
+        if (cur && cur != (void *)resolve_then_sem_trywait && cur != (void *)resolve_then_sem_wait &&
+            cur != (void *)resolve_then_sem_post && cur != (void *)resolve_then_sem_timedwait)
             continue;
         void *p = dlsym(RTLD_NEXT, hooks[i].name);
         if (!p && hooks[i].required) {

@@ -44,7 +44,7 @@ extern struct fs_real fs_real;
 /* Resolves every hook once. Safe to call from any wrapper, any number of times. */
 void fs_hooks_resolve(void);
 #define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_hooks_resolve(), fs_real.name))
-/* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolving stubs: call them directly. */
+/* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolvers (hooks.c): call them directly. */
 
 /* ---- init.c: one-time start-up (settings, atfork handlers, log descriptor) ---- */
 void fs_init(void);
@@ -158,6 +158,7 @@ int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid);
 /* ---- symbols.c: start routine -> "symbol+0xoff (library)", resolved outside fork ---- */
 uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure */
 void fs_symbol_format(struct fs_buf *b, uint32_t sym); /* "fn+0x10 (/lib/x.so)" */
+void fs_symbol_json(struct fs_buf *b, uint32_t sym);   /* the same as a JSON string, or null */
 
 /* ---- fork.c: the fork path ---- */
 #define FS_MAX_SNAPSHOT 16384
@@ -207,5 +208,7 @@ void fs_report_lock_event(const char *event, const char *type, const void *lock,
 void fs_report_lock(const char *event, const void *lock, uint32_t owner_id);
 void fs_report_line_start(struct fs_buf *b, const char *event, const struct timespec *when);
 void fs_report_line_end(struct fs_buf *b);
+/* ,"python_stack":[{"file","line","function"}, ...] of a snapshot entry, innermost first. */
+void fs_report_json_python_stack(struct fs_buf *b, const struct fs_py_info *info);
 
 #endif

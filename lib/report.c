@@ -52,11 +52,15 @@ static void json_python(struct fs_buf *b, pid_t tid, int with_name) {
         if (info.name[0]) fs_buf_json_str(b, info.name);
         else fs_buf_str(b, "null");
     }
+    fs_report_json_python_stack(b, &info);
+}
+
+void fs_report_json_python_stack(struct fs_buf *b, const struct fs_py_info *info) {
     fs_buf_str(b, ",\"python_stack\":[");
-    for (uint32_t i = 0; i < info.nframes; i++) {
+    for (uint32_t i = 0; i < info->nframes; i++) {
         const char *file, *func;
         int line;
-        fs_py_frame(&info, i, &file, &func, &line);
+        fs_py_frame(info, i, &file, &func, &line);
         fs_buf_str(b, i ? ",{\"file\":" : "{\"file\":");
         fs_buf_json_str(b, file);
         fs_buf_str(b, ",\"line\":");
@@ -170,16 +174,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
             fs_buf_str(&b, ",\"name\":");
             fs_buf_json_str(&b, name);
             fs_buf_str(&b, ",\"start\":");
-            if (t && t->start_sym) {
-                char sym[256];
-                struct fs_buf s;
-                fs_buf_init(&s, sym, sizeof sym - 1, -1);
-                fs_symbol_format(&s, t->start_sym);
-                sym[s.len] = '\0';
-                fs_buf_json_str(&b, sym);
-            } else {
-                fs_buf_str(&b, "null");
-            }
+            fs_symbol_json(&b, t ? t->start_sym : 0);
             json_python(&b, tid, 1);
             fs_buf_chr(&b, '}');
         } else {

@@ -59,6 +59,19 @@ uint32_t fs_symbol_lookup(const void *addr) {
     return 0; /* the neighbourhood is full: the report says the address only */
 }
 
+void fs_symbol_json(struct fs_buf *b, uint32_t sym) {
+    if (!sym) {
+        fs_buf_str(b, "null");
+        return;
+    }
+    char text[256];
+    struct fs_buf s;
+    fs_buf_init(&s, text, sizeof text - 1, -1);
+    fs_symbol_format(&s, sym);
+    text[s.len] = '\0';
+    fs_buf_json_str(b, text);
+}
+
 void fs_symbol_format(struct fs_buf *b, uint32_t sym) {
     if (sym == 0 || sym > SYM_SLOTS) {
         fs_buf_str(b, "?");
