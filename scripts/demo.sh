@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 py=/usr/bin/python3
 echo
 echo "== without libforksafe: a metrics thread holds its lock while a multiprocessing pool forks"
-if timeout 10 env -u LD_PRELOAD $py examples/metrics_pool.py; then
+if timeout 30 env -u LD_PRELOAD $py examples/metrics_pool.py; then
   echo "(finished -- unexpected)"
 else
-  echo "== hung: killed after 10 s (the pool's workers wait forever for a lock nobody will release)"
+  echo "== hung: the pool's workers wait forever for a lock nobody will release (the example gives up)"
 fi
 echo
 echo "== with LD_PRELOAD=build/lib/libforksafe.so"
