@@ -16,7 +16,7 @@
 static pid_t table[FS_MAX_SNAPSHOT];
 static _Atomic int table_busy;
 static _Atomic int exit_reported;
-_Atomic uint32_t fs_live_threads;
+static _Atomic uint32_t fs_live_threads;
 static _Atomic uint32_t next_warning;
 
 static int json(void) { return fs_setting(FS_SET_format) == FS_FORMAT_JSON; }
@@ -119,10 +119,8 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
     char name[16] = "";
     if (tid == fs_gettid()) {
         if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
-    } else if (t && t->name[0]) {
-        memcpy(name, t->name, sizeof name);
     } else {
-        fs_read_comm(getpid(), tid, name);
+        fs_thread_name(t, getpid(), tid, name);
     }
     struct fs_py_info info;
     const struct fs_py_info *py = fs_py_lookup(tid, &info);
@@ -166,22 +164,9 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
         text_site(b, t, app);
     }
     fs_buf_chr(b, '\n');
-    for (uint32_t i = py ? py->nframes : 0; i-- > 0;) {
-        const char *file, *func;
-        int line;
-        fs_py_frame(py, i, &file, &func, &line);
-        fs_report_line_start(b, event, now);
-        fs_buf_str(b, "      File \"");
-        fs_buf_str(b, file);
-        fs_buf_str(b, "\", line ");
-        fs_buf_int(b, line);
-        fs_buf_str(b, ", in ");
-        fs_buf_str(b, func);
-        fs_buf_chr(b, '\n');
-    }
+    if (py) fs_report_text_python_stack(b, py, event, now, "    ");
 }
 
-/* Writes the table of live threads; `include_self` for a listing, not for exit or exec. */
 /* Is `tid` a thread that has already finished as far as its program can tell, though the kernel
  * still lists it? Its runtime joined it (a Python thread missing from the snapshot taken after the
  * joins), its target or start routine returned, or it is gone. */
@@ -204,6 +189,7 @@ static int finishing(pid_t tid, int for_exit) {
     return !t && fs_read_comm(getpid(), tid, name) != 0;
 }
 
+/* Writes the table of live threads; `include_self` for a listing, not for exit or exec. */
 static void thread_table(const char *event, const char *how, const char *path, int include_self) {
     int fd = fs_log_fd();
     if (fd < 0 || atomic_exchange(&table_busy, 1)) return;
@@ -289,7 +275,7 @@ void fs_exit_report(const char *how, const char *path) {
     extern int __libc_single_threaded;
     if (!fs_tracking || fs_setting(FS_SET_exit_report) != 0) return;
     if (__libc_single_threaded || fs_single_since_fork) return; /* without a /proc read */
-    if (fs_list_tasks(NULL, 0) <= 1) return; /* single-threaded: nothing is cut off */
+    if (fs_thread_count() <= 1) return; /* single-threaded: nothing is cut off */
     if (atomic_exchange(&exit_reported, 1)) return;
     fs_py_snapshot_now();
     int exec = strcmp(how, "exec") == 0;
@@ -361,7 +347,7 @@ static void groups_report(uint32_t threshold) {
             groups[j - 1].rep = r;
             groups[j - 1].count = c;
         }
-    int count = fs_list_tasks(NULL, 0);
+    int count = fs_thread_count();
     char mem[4096], folded[48];
     struct fs_buf b;
     struct timespec now;

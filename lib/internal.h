@@ -154,6 +154,8 @@ int fs_list_tasks(pid_t *tids, int cap);
  * many. From the registry when it accounts for all of them (the kernel's count says so), else
  * from /proc/self/task, whose walk costs about 0.4 us per thread. */
 int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid);
+/* The kernel's count of this process's threads (one small /proc read), or -1. */
+int fs_thread_count(void);
 
 /* ---- symbols.c: start routine -> "symbol+0xoff (library)", resolved outside fork ---- */
 uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure */
@@ -210,5 +212,10 @@ void fs_report_line_start(struct fs_buf *b, const char *event, const struct time
 void fs_report_line_end(struct fs_buf *b);
 /* ,"python_stack":[{"file","line","function"}, ...] of a snapshot entry, innermost first. */
 void fs_report_json_python_stack(struct fs_buf *b, const struct fs_py_info *info);
+/* The same as text lines, as a traceback shows them (most recent call last). */
+void fs_report_text_python_stack(struct fs_buf *b, const struct fs_py_info *info, const char *event,
+                                 const struct timespec *when, const char *indent);
+/* The name of thread `tid` of process `pid`: the registry's if known, else /proc's. */
+void fs_thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[16]);
 
 #endif

@@ -73,19 +73,19 @@ static PyObj *release_rlocks_fn;    /* the Python layer, compiled when the hooks
 enum { PY_UNKNOWN, PY_ABSENT, PY_PRESENT };
 static _Atomic int py_state;
 static unsigned long long seen_adds;    /* dl_iterate_phdr's load count at the last look */
+/* The os.register_at_fork hooks: not yet tried, being installed, impossible (2.7, 3.6: the fork
+ * wrapper reads the threads instead), installed. */
+enum { HOOKS_NONE, HOOKS_INSTALLING, HOOKS_UNAVAILABLE, HOOKS_INSTALLED };
 static _Atomic int hooks_installed;
 static __thread int tls_hook_took_snapshot __attribute__((tls_model("initial-exec")));
 
 /* ---- finding the interpreter ---- */
 
-struct find_lib { void *handle; unsigned long long adds; };
-
 static int find_libpython(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
-    struct find_lib *f = data;
-    f->adds = info->dlpi_adds;
-    if (strstr(info->dlpi_name, "libpython")) f->handle = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-    return f->handle != NULL;
+    void **handle = data;
+    if (strstr(info->dlpi_name, "libpython")) *handle = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    return *handle != NULL;
 }
 
 static int first_adds(struct dl_phdr_info *info, size_t size, void *data) {
@@ -106,13 +106,13 @@ static int detect(void) {
     seen_adds = adds;
     void *h = RTLD_DEFAULT;
     if (!dlsym(h, "Py_IsInitialized")) {
-        struct find_lib f = {NULL, 0};
-        dl_iterate_phdr(find_libpython, &f);
-        if (!f.handle) {
+        void *handle = NULL;
+        dl_iterate_phdr(find_libpython, &handle);
+        if (!handle) {
             atomic_store(&py_state, PY_ABSENT);
             return 0;
         }
-        h = f.handle; /* loaded RTLD_LOCAL by an embedding program; kept open, never closed */
+        h = handle; /* loaded RTLD_LOCAL by an embedding program; kept open, never closed */
     }
 #define R(field, name) py.field = dlsym(h, name)
     R(IsInitialized, "Py_IsInitialized");
@@ -367,7 +367,7 @@ static void take_snapshot(void) {
 
 static int multi_threaded(void) {
     extern int __libc_single_threaded;
-    return !__libc_single_threaded && fs_list_tasks(NULL, 0) > 1;
+    return !__libc_single_threaded && fs_thread_count() > 1;
 }
 
 /* ---- hooks ---- */
@@ -538,14 +538,14 @@ static void release_lost_rlocks(void) {
 /* os.register_at_fork(before=..., after_in_child=...): 3.7+. The GIL is held. */
 static void install_hooks(void) {
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&hooks_installed, &expected, 1)) return;
+    if (!atomic_compare_exchange_strong(&hooks_installed, &expected, HOOKS_INSTALLING)) return;
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *posix = modules ? py.Dict_GetItemString(modules, "posix") : NULL;
     PyObj *reg = posix ? attr(posix, "register_at_fork") : NULL;
     if (py.CFunction_NewEx && fs_setting(FS_SET_exit_report) == 0) register_atexit();
     if (!reg || !py.CFunction_NewEx || !py.Dict_New || !py.Tuple_New || !py.Object_Call) {
         if (reg) py.DecRef(reg);
-        atomic_store(&hooks_installed, 2); /* 2.7, 3.6: the fork wrapper does it */
+        atomic_store(&hooks_installed, HOOKS_UNAVAILABLE);
         return;
     }
     PyObj *before = py.CFunction_NewEx(&method_defs[0], NULL, NULL);
@@ -563,7 +563,7 @@ static void install_hooks(void) {
     if (kw) py.DecRef(kw);
     if (args) py.DecRef(args);
     py.DecRef(reg);
-    atomic_store(&hooks_installed, r ? 3 : 2);
+    atomic_store(&hooks_installed, r ? HOOKS_INSTALLED : HOOKS_UNAVAILABLE);
 }
 
 /* ---- where threads are created ----
@@ -681,7 +681,7 @@ static void capture_creation(struct fs_thread *t) {
 void fs_py_thread_starting(struct fs_thread *t) {
     if (t) t->ncreate = 0;
     int hooks = atomic_load_explicit(&hooks_installed, memory_order_relaxed);
-    if (hooks == 0) {
+    if (hooks == HOOKS_NONE) {
         if (!usable() || !holds_gil()) return;
         install_hooks();
     } else if (atomic_load_explicit(&py_state, memory_order_relaxed) != PY_PRESENT || !holds_gil()) {
@@ -708,9 +708,9 @@ void fs_py_before_fork(void) {
     if (!usable()) return;
     /* Without our hook, a fork with the GIL held may be os.fork on 3.7+, which holds CPython's
      * fork locks here (HEAD_LOCK on 3.13): only 2.7 and 3.6 (no register_at_fork) are safe. */
-    if (hooks != 3 && hooks != 2) {
+    if (hooks != HOOKS_INSTALLED && hooks != HOOKS_UNAVAILABLE) {
         if (holds_gil()) install_hooks(); /* for the next fork */
-        if (atomic_load(&hooks_installed) != 2) return;
+        if (atomic_load(&hooks_installed) != HOOKS_UNAVAILABLE) return;
     }
     if (!multi_threaded()) return;
     if (holds_gil()) {
@@ -736,12 +736,11 @@ int fs_py_snapshot_valid(void) { return snap_valid_in_child; }
 /* tid -> snapshot entry, built on the first lookup after a snapshot is taken or inherited. */
 static int16_t snap_index[4 * PY_MAX_THREADS];
 static uint32_t snap_index_size;
-static const void *snap_index_for; /* &snap with a generation: rebuilt when the snapshot changes */
 static uint32_t snap_index_gen;
 
 const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out) {
     if (!snap_valid_in_child || tid <= 0) return NULL;
-    if (snap_index_for != &snap || snap_index_gen != snap_gen) {
+    if (snap_index_gen != snap_gen || snap_index_size == 0) {
         for (snap_index_size = 64; snap_index_size < 4 * (uint32_t)snap.nthreads; snap_index_size *= 2) {}
         memset(snap_index, 0, snap_index_size * sizeof snap_index[0]);
         for (int i = 0; i < snap.nthreads; i++) {
@@ -749,7 +748,6 @@ const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out) {
             while (snap_index[h]) h = (h + 1) % snap_index_size;
             snap_index[h] = (int16_t)(i + 1);
         }
-        snap_index_for = &snap;
         snap_index_gen = snap_gen;
     }
     for (uint32_t h = (uint32_t)tid * 2654435761u % snap_index_size; snap_index[h];

@@ -33,8 +33,7 @@ static void self_name(char name[16]) {
     if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
 }
 
-/* The name of thread `tid` of process `pid`: the registry's if known, else /proc's. */
-static void thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[16]) {
+void fs_thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[16]) {
     if (t && t->name[0]) {
         __builtin_memcpy(name, t->name, 16);
         name[15] = '\0';
@@ -89,11 +88,16 @@ static void text_python(struct fs_buf *b, pid_t tid, const struct timespec *when
         fs_buf_str(b, "(unnamed)");
     }
     fs_buf_str(b, info.nframes ? ", most recent call last:\n" : "\n");
-    for (uint32_t i = info.nframes; i-- > 0;) {
+    fs_report_text_python_stack(b, &info, "fork", when, indent);
+}
+
+void fs_report_text_python_stack(struct fs_buf *b, const struct fs_py_info *info, const char *event,
+                                 const struct timespec *when, const char *indent) {
+    for (uint32_t i = info->nframes; i-- > 0;) {
         const char *file, *func;
         int line;
-        fs_py_frame(&info, i, &file, &func, &line);
-        fs_report_line_start(b, "fork", when);
+        fs_py_frame(info, i, &file, &func, &line);
+        fs_report_line_start(b, event, when);
         fs_buf_str(b, indent);
         fs_buf_str(b, "  File \"");
         fs_buf_str(b, file);
@@ -166,7 +170,7 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         pid_t tid = snap->tasks[i];
         if (tid == snap->forking_tid) continue;
         const struct fs_thread *t = fs_thread_find_tid(tid);
-        thread_name(t, snap->parent_pid, tid, name);
+        fs_thread_name(t, snap->parent_pid, tid, name);
         remember_python_name(tid);
         if (json()) {
             fs_buf_str(&b, first ? "{\"tid\":" : ",{\"tid\":");
@@ -215,7 +219,7 @@ static void text_pyname(struct fs_buf *b, const char *pyname) {
 void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
     const struct fs_thread *t = fs_thread_by_id(owner_id);
     char oname[16];
-    thread_name(t, t->home_pid, t->tid, oname);
+    fs_thread_name(t, t->home_pid, t->tid, oname);
     struct fs_lock_owner owner = {t->tid, oname, t->pyname};
     fs_report_lock_event(event, "semaphore", lock, &owner);
 }

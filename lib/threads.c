@@ -253,15 +253,10 @@ FS_EXPORT int pthread_setname_np(pthread_t thread, const char *name) {
     int (*real)(pthread_t, const char *) = FS_REAL(pthread_setname_np);
     if (!real) return ENOSYS;
     int r = real(thread, name);
-    if (r != 0) return r;
-    uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
-    for (uint32_t i = 0; i < hwm && i < FS_MAX_THREADS; i++) {
-        struct fs_thread *t = &fs_threads[i];
-        if (atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LIVE && pthread_equal(t->self, thread)) {
-            strncpy(t->name, name, sizeof t->name - 1);
-            t->name[sizeof t->name - 1] = '\0';
-            break;
-        }
+    struct fs_thread *t = r == 0 ? fs_thread_find_pthread(thread) : NULL;
+    if (t) {
+        strncpy(t->name, name, sizeof t->name - 1);
+        t->name[sizeof t->name - 1] = '\0';
     }
     return r;
 }
@@ -269,12 +264,13 @@ FS_EXPORT int pthread_setname_np(pthread_t thread, const char *name) {
 /* ---- /proc/self/task ---- */
 
 /* Field 20 of /proc/self/stat: the kernel's thread count, in one small read. */
-static int kernel_thread_count(void) {
+int fs_thread_count(void) {
     char buf[512];
+    int saved = errno;
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    errno = saved;
     if (n <= 0) return -1;
     buf[n] = '\0';
     char *p = NULL;
@@ -299,7 +295,7 @@ int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid) {
         tids[n++] = tid;
     }
     if (!has_forker && n < cap) tids[n++] = forking_tid;
-    int kernel = kernel_thread_count();
+    int kernel = fs_thread_count();
     errno = saved;
     if (kernel == n) return n; /* the registry knows every thread */
     return fs_list_tasks(tids, cap);
