@@ -48,7 +48,7 @@ static void prepare(void) {
     snap_valid = 0;
     fs_py_prepare(0); /* no snapshot, unless this fork is multi-threaded and has one */
     if (!__libc_single_threaded) {
-        fs_snap.parent_pid = getpid();
+        fs_snap.parent_pid = fs_pid ? fs_pid : getpid(); /* handlers may run before fs_init */
         fs_snap.forking_tid = fs_gettid();
         clock_gettime(CLOCK_REALTIME, &fs_snap.time);
         fs_snap.ntasks = fs_threads_at_fork(fs_snap.tasks, FS_MAX_SNAPSHOT, fs_snap.forking_tid);
@@ -77,7 +77,7 @@ static void child(void) {
     fs_single_since_fork = 1;
     if (snap_valid) {
         fs_threads_mark_lost(fs_snap.parent_pid);
-        pending_pid = getpid();
+        pending_pid = fs_pid;
         atomic_store(&report_pending, 1);
         atomic_store(&fs_child_armed, 1);
     }
