@@ -115,7 +115,7 @@ static void text_site(struct fs_buf *b, const struct fs_thread *t, int i) {
 /* ---- the thread table: exit, exec, thread_list ---- */
 
 static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now, const char *event) {
-    const struct fs_thread *t = fs_thread_find_tid(tid);
+    const struct fs_thread *t = fs_thread_find_tid(fs_pid, tid);
     char name[16] = "";
     if (tid == fs_gettid()) {
         if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
@@ -172,7 +172,7 @@ static void thread_line(struct fs_buf *b, pid_t tid, const struct timespec *now,
  * joins), its target or start routine returned, or it is gone. */
 static int finishing(pid_t tid, int for_exit) {
     if (fs_thread_recently_ended(tid)) return 1;
-    const struct fs_thread *t = fs_thread_find_tid(tid);
+    const struct fs_thread *t = fs_thread_find_tid(fs_pid, tid);
     struct fs_py_info info;
     if (for_exit && t && (t->pyname[0] || t->ncreate) && fs_py_snapshot_valid() && !fs_py_lookup(tid, &info))
         return 1;
@@ -273,7 +273,7 @@ static void thread_table(const char *event, const char *how, const char *path, i
 
 void fs_exit_report(const char *how, const char *path) {
     extern int __libc_single_threaded;
-    if (!fs_tracking || fs_setting(FS_SET_exit_report) != 0) return;
+    if (!fs_tracking || fs_setting(FS_SET_exit_report) == FS_EXIT_REPORT_OFF) return;
     if (__libc_single_threaded || fs_single_since_fork) return; /* without a /proc read */
     if (fs_thread_count() <= 1) return; /* single-threaded: nothing is cut off */
     if (atomic_exchange(&exit_reported, 1)) return;

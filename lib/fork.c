@@ -47,8 +47,8 @@ static void prepare(void) {
     if (atomic_load(&report_pending)) fs_child_report_now();
     snap_valid = 0;
     fs_py_prepare(0); /* no snapshot, unless this fork is multi-threaded and has one */
+    fs_snap.parent_pid = fs_getpid_checked(); /* handlers may run before fs_init */
     if (!__libc_single_threaded) {
-        fs_snap.parent_pid = fs_pid ? fs_pid : getpid(); /* handlers may run before fs_init */
         fs_snap.forking_tid = fs_gettid();
         clock_gettime(CLOCK_REALTIME, &fs_snap.time);
         fs_snap.ntasks = fs_threads_at_fork(fs_snap.tasks, FS_MAX_SNAPSHOT, fs_snap.forking_tid);
@@ -69,14 +69,12 @@ static void child(void) {
     int saved = errno;
     fs_tls_tid = (pid_t)syscall(SYS_gettid);
     fs_pid = getpid();
-    uint32_t self = fs_tls_self;
-    if (self != 0 && self != FS_SELF_GONE) fs_threads[self - 1].tid = fs_tls_tid;
+    fs_threads_after_fork_child(fs_snap.parent_pid);
     atomic_store(&snap_busy, 0);
     fs_log_after_fork_child();
     fs_census_after_fork_child();
     fs_single_since_fork = 1;
     if (snap_valid) {
-        fs_threads_mark_lost(fs_snap.parent_pid);
         pending_pid = fs_pid;
         atomic_store(&report_pending, 1);
         atomic_store(&fs_child_armed, 1);
@@ -124,6 +122,10 @@ void fs_child_report_now(void) {
     if (fs_likely(!atomic_load_explicit(&report_pending, memory_order_relaxed))) return;
     if (getpid() != pending_pid || !atomic_exchange(&report_pending, 0)) return;
     fs_report_fork(&fs_snap, getpid());
+}
+
+int fs_child_report_owed(void) {
+    return atomic_load_explicit(&report_pending, memory_order_relaxed) && getpid() == pending_pid;
 }
 
 void fs_child_report_cancel(void) {

@@ -6,9 +6,15 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
-static const char *env_get(const char *name) { return getenv(name); }
+int fs_secure;
+
+/* In secure-execution mode (setuid, setgid, file capabilities: AT_SECURE) the environment belongs
+ * to a less privileged user: no FORKSAFE_* variable is honoured, so nobody can make a privileged
+ * program open or append to a file of their choosing. Defaults apply; reports go to stderr. */
+static const char *env_get(const char *name) { return fs_secure ? NULL : getenv(name); }
 
 void fs_init(void) {
     static _Atomic int state; /* 0 not started, 1 running, 2 done */
@@ -17,6 +23,7 @@ void fs_init(void) {
     if (!atomic_compare_exchange_strong(&state, &expected, 1)) return; /* done, or in progress */
     fs_hooks_resolve();
     fs_pid = getpid();
+    fs_secure = getauxval(AT_SECURE) != 0;
     fs_settings_parse(&fs_settings, env_get, 2);
     fs_tracking = fs_setting(FS_SET_mode) != FS_MODE_OFF;
     fs_log_init();

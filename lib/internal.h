@@ -48,10 +48,13 @@ void fs_hooks_resolve(void);
 
 /* ---- init.c: one-time start-up (settings, atfork handlers, log descriptor) ---- */
 void fs_init(void);
+/* Nonzero in a setuid/setgid/capability process (AT_SECURE): settings are not read. */
+extern int fs_secure;
 
 /* ---- settings.c ---- */
 enum fs_mode { FS_MODE_REPAIR, FS_MODE_REPORT, FS_MODE_OFF };
 enum fs_format { FS_FORMAT_TEXT, FS_FORMAT_JSON };
+enum fs_exit_report { FS_EXIT_REPORT_ON, FS_EXIT_REPORT_ALL, FS_EXIT_REPORT_OFF };
 enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT };
 #define FS_SETTING(id, env, kind, def, choices, help) FS_SET_##id,
 enum fs_setting_id {
@@ -105,8 +108,11 @@ void fs_log_after_fork_child(void);
 enum fs_thread_state { FS_T_FREE, FS_T_STARTING, FS_T_LIVE, FS_T_LOST };
 struct fs_thread {
     _Atomic uint32_t state;
+    uint32_t gen;            /* bumped each time the slot is claimed: tokens are never reused */
     pid_t tid;
-    pid_t home_pid;          /* process the thread lived in when it was lost */
+    pid_t home_pid;          /* LOST: the process the thread lived in */
+    uint32_t lost_seq;       /* LOST: fs_fork_seq of the fork that lost it */
+    uint32_t listed_seq;     /* the fork report that listed it (see report.c) */
     uint32_t start_sym;      /* index into the symbol cache + 1; 0: unknown */
     void *(*start)(void *);
     void *arg;
@@ -119,34 +125,45 @@ struct fs_thread {
 };
 extern struct fs_thread fs_threads[FS_MAX_THREADS];
 extern _Atomic uint32_t fs_threads_hwm;     /* slots [0, hwm) have ever been used */
-/* This thread's registry id (slot + 1), registering it on first use; 0 if untracked. */
-uint32_t fs_self_id_slow(void);
-extern __thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
+
+/* A thread's owner token, what a semaphore records as its taker: (generation << 32) | (slot + 1).
+ * No other thread ever gets the same token, even one that reuses the slot later. */
+typedef uint64_t fs_token;
+#define FS_TOKEN_NONE UINT64_MAX   /* untracked: registry full, or the thread is ending */
+extern __thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
 extern __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
-#define FS_SELF_GONE UINT32_MAX
-static inline uint32_t fs_self_id(void) {
-    uint32_t id = fs_tls_self;
-    if (fs_likely(id != 0 && id != FS_SELF_GONE)) return id;
-    return id == 0 ? fs_self_id_slow() : 0;
+fs_token fs_self_token_slow(void);   /* registers the calling thread */
+/* This thread's token, registering it on first use; 0 if untracked. */
+static inline fs_token fs_self_token(void) {
+    fs_token t = fs_tls_token;
+    if (fs_likely(t != 0 && t != FS_TOKEN_NONE)) return t;
+    return t == 0 ? fs_self_token_slow() : 0;
 }
-pid_t fs_gettid(void);
-static inline struct fs_thread *fs_thread_by_id(uint32_t id) {
+static inline struct fs_thread *fs_thread_by_token(fs_token tok) {
+    uint32_t id = (uint32_t)tok;
     return (id >= 1 && id <= FS_MAX_THREADS) ? &fs_threads[id - 1] : NULL;
 }
-static inline int fs_thread_is_lost(uint32_t id) {
-    struct fs_thread *t = fs_thread_by_id(id);
-    return t && atomic_load_explicit(&t->state, memory_order_acquire) == FS_T_LOST;
-}
-struct fs_thread *fs_thread_find_tid(pid_t tid);   /* through an index when one is built */
-/* Builds a tid -> slot index for a report (O(threads)); lookups are O(1) until released. */
+/* The slot of the thread named by `tok` if that very thread was alive at a fork and lost by it;
+ * NULL otherwise (still alive, ended before the fork, or its slot now belongs to another). */
+struct fs_thread *fs_token_lost(fs_token tok);
+pid_t fs_gettid(void);
+/* Thread `tid` of process `pid`: a live thread of this process, or one lost at a fork of `pid`.
+ * Through an index when one is built. */
+struct fs_thread *fs_thread_find_tid(pid_t pid, pid_t tid);
+/* Builds a (pid, tid) -> slot index for a report (O(threads)); lookups are O(1) until released. */
 void fs_thread_index_build(void);
 void fs_thread_index_release(void);
 extern pid_t fs_pid;   /* getpid(), cached: set at start and in the fork child */
+/* getpid() as the report path needs it: the cached value, refreshed if a process was made
+ * without our fork handlers (syscall(SYS_fork), clone). One system call. */
+pid_t fs_getpid_checked(void);
 extern int fs_single_since_fork; /* a forked child that has started no thread since */
+extern uint32_t fs_fork_seq;     /* forks this process and its ancestors made (child side) */
 struct fs_thread *fs_thread_find_pthread(pthread_t self);
 int fs_thread_recently_ended(pid_t tid);   /* its start routine returned very recently */
-/* In the forked child: every live thread but the caller becomes lost. Returns how many. */
-int fs_threads_mark_lost(pid_t parent_pid);
+/* In the forked child (inside fork): the forking thread gets its new tid; every other live
+ * thread becomes LOST at fork number fs_fork_seq. Returns how many. */
+int fs_threads_after_fork_child(pid_t parent_pid);
 void fs_threads_init(void);
 /* Lists the tids of /proc/self/task into tids[cap]; returns how many exist (may exceed cap). */
 int fs_list_tasks(pid_t *tids, int cap);
@@ -204,10 +221,10 @@ void fs_census_init(void);
 /* ---- report.c: building the reports ---- */
 void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid);
 /* A lock taken over ("lock_repaired") or waited on in vain ("lock_orphaned"). */
-struct fs_lock_owner { pid_t tid; const char *name, *pyname; };
+struct fs_lock_owner { pid_t tid; const char *name, *pyname, *reason; };
 void fs_report_lock_event(const char *event, const char *type, const void *lock, const struct fs_lock_owner *owner);
-/* The same for a semaphore, whose owner is a registry id. */
-void fs_report_lock(const char *event, const void *lock, uint32_t owner_id);
+/* The same for a semaphore, whose owner is a thread's token; `reason` why it was not repaired. */
+void fs_report_lock(const char *event, const void *lock, fs_token owner, const char *reason);
 void fs_report_line_start(struct fs_buf *b, const char *event, const struct timespec *when);
 void fs_report_line_end(struct fs_buf *b);
 /* ,"python_stack":[{"file","line","function"}, ...] of a snapshot entry, innermost first. */

@@ -99,7 +99,7 @@ static int first_adds(struct dl_phdr_info *info, size_t size, void *data) {
 static int detect(void) {
     int s = atomic_load_explicit(&py_state, memory_order_acquire);
     if (fs_likely(s == PY_PRESENT)) return 1;
-    if (fs_setting(FS_SET_python) != 0) return 0;   /* FORKSAFE_PYTHON=off */
+    if (!fs_setting(FS_SET_python)) return 0;   /* FORKSAFE_PYTHON=off */
     unsigned long long adds = 0;
     dl_iterate_phdr(first_adds, &adds);
     if (s == PY_ABSENT && adds == seen_adds) return 0;
@@ -490,7 +490,7 @@ static int rlock_layer_wanted(void) {
     switch (fs_setting(FS_SET_repair_rlocks)) {
     case 1: return 1;                                   /* on */
     case 2: return 0;                                   /* off */
-    default: return fs_setting(FS_SET_repair_semaphores) != 0 || !rlock_is_semaphore; /* auto */
+    default: return !fs_setting(FS_SET_repair_semaphores) || !rlock_is_semaphore; /* auto */
     }
 }
 
@@ -525,10 +525,10 @@ static void release_lost_rlocks(void) {
         const struct py_thread *t = snap_by_ident(ident);
         char oname[16] = "";
         pid_t tid = t ? t->tid : 0;
-        struct fs_thread *slot = tid ? fs_thread_find_tid(tid) : NULL;
+        struct fs_thread *slot = tid ? fs_thread_find_tid(snap.taker_pid, tid) : NULL;
         if (slot && slot->name[0]) memcpy(oname, slot->name, sizeof oname);
         else if (tid) fs_read_comm(snap.taker_pid, tid, oname);
-        struct fs_lock_owner owner = {tid, oname, t ? snap.arena + t->name : NULL};
+        struct fs_lock_owner owner = {tid, oname, t ? snap.arena + t->name : NULL, NULL};
         fs_report_lock_event("lock_repaired", "python_rlock", (const void *)(uintptr_t)addr, &owner);
     }
     py.DecRef(res);
@@ -542,7 +542,7 @@ static void install_hooks(void) {
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *posix = modules ? py.Dict_GetItemString(modules, "posix") : NULL;
     PyObj *reg = posix ? attr(posix, "register_at_fork") : NULL;
-    if (py.CFunction_NewEx && fs_setting(FS_SET_exit_report) == 0) register_atexit();
+    if (py.CFunction_NewEx && fs_setting(FS_SET_exit_report) != FS_EXIT_REPORT_OFF) register_atexit();
     if (!reg || !py.CFunction_NewEx || !py.Dict_New || !py.Tuple_New || !py.Object_Call) {
         if (reg) py.DecRef(reg);
         atomic_store(&hooks_installed, HOOKS_UNAVAILABLE);

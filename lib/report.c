@@ -110,9 +110,9 @@ void fs_report_text_python_stack(struct fs_buf *b, const struct fs_py_info *info
 }
 
 /* Keeps the Python name in the lost thread's slot, for later repair entries. */
-static void remember_python_name(pid_t tid) {
+static void remember_python_name(pid_t pid, pid_t tid) {
     struct fs_py_info info;
-    struct fs_thread *t = fs_thread_find_tid(tid);
+    struct fs_thread *t = fs_thread_find_tid(pid, tid);
     if (!t || !fs_py_lookup(tid, &info)) return;
     size_t n = __builtin_strlen(info.name);
     if (n >= sizeof t->pyname) n = sizeof t->pyname - 1;
@@ -135,9 +135,30 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
     struct fs_buf b;
     fs_buf_init(&b, mem, sizeof mem, fd);
     self_name(fname);
-    int listed = snap->ntasks < FS_MAX_SNAPSHOT ? snap->ntasks : FS_MAX_SNAPSHOT;
-    int nlost = snap->ntasks - 1;
     fs_thread_index_build();
+    /* Who was lost: the registry's threads lost at this very fork (a thread may have started or
+     * ended between the prepare handler's listing and the fork itself), and the threads of the
+     * listing that the registry does not know (started before us, or by libc). */
+    static pid_t list[FS_MAX_SNAPSHOT];
+    int nlist = 0, listed = snap->ntasks < FS_MAX_SNAPSHOT ? snap->ntasks : FS_MAX_SNAPSHOT;
+    for (int i = 0; i < listed; i++) {
+        pid_t tid = snap->tasks[i];
+        if (tid == snap->forking_tid) continue;
+        struct fs_thread *t = fs_thread_find_tid(snap->parent_pid, tid);
+        if (t && t->lost_seq == fs_fork_seq) {
+            t->listed_seq = fs_fork_seq;
+            list[nlist++] = tid;
+        } else if (!t) {
+            list[nlist++] = tid; /* unknown to the registry */
+        }
+    }
+    uint32_t hwm = atomic_load(&fs_threads_hwm);
+    for (uint32_t i = 0; i < hwm && i < FS_MAX_THREADS && nlist < FS_MAX_SNAPSHOT; i++) {
+        struct fs_thread *t = &fs_threads[i];
+        if (atomic_load(&t->state) == FS_T_LOST && t->lost_seq == fs_fork_seq && t->listed_seq != fs_fork_seq)
+            list[nlist++] = t->tid;
+    }
+    int nlost = nlist + (snap->ntasks - listed);
 
     fs_report_line_start(&b, "fork", &snap->time);
     if (json()) {
@@ -166,12 +187,11 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
         text_python(&b, snap->forking_tid, &snap->time, "  ", "forked from Python thread ");
     }
     int first = 1;
-    for (int i = 0; i < listed; i++) {
-        pid_t tid = snap->tasks[i];
-        if (tid == snap->forking_tid) continue;
-        const struct fs_thread *t = fs_thread_find_tid(tid);
+    for (int i = 0; i < nlist; i++) {
+        pid_t tid = list[i];
+        const struct fs_thread *t = fs_thread_find_tid(snap->parent_pid, tid);
         fs_thread_name(t, snap->parent_pid, tid, name);
-        remember_python_name(tid);
+        remember_python_name(snap->parent_pid, tid);
         if (json()) {
             fs_buf_str(&b, first ? "{\"tid\":" : ",{\"tid\":");
             fs_buf_int(&b, tid);
@@ -199,10 +219,10 @@ void fs_report_fork(const struct fs_fork_snapshot *snap, pid_t child_pid) {
     if (json()) {
         fs_buf_chr(&b, ']');
         fs_report_line_end(&b);
-    } else if (listed < snap->ntasks) {
+    } else if (nlost > nlist) {
         fs_report_line_start(&b, "fork", &snap->time);
         fs_buf_str(&b, "  ... and ");
-        fs_buf_int(&b, snap->ntasks - listed);
+        fs_buf_int(&b, nlost - nlist);
         fs_buf_str(&b, " more\n");
     }
     fs_buf_flush(&b);
@@ -216,11 +236,11 @@ static void text_pyname(struct fs_buf *b, const char *pyname) {
     fs_buf_str(b, "')");
 }
 
-void fs_report_lock(const char *event, const void *lock, uint32_t owner_id) {
-    const struct fs_thread *t = fs_thread_by_id(owner_id);
+void fs_report_lock(const char *event, const void *lock, fs_token owner_token, const char *reason) {
+    const struct fs_thread *t = fs_thread_by_token(owner_token);
     char oname[16];
     fs_thread_name(t, t->home_pid, t->tid, oname);
-    struct fs_lock_owner owner = {t->tid, oname, t->pyname};
+    struct fs_lock_owner owner = {t->tid, oname, t->pyname, reason};
     fs_report_lock_event(event, "semaphore", lock, &owner);
 }
 
@@ -253,6 +273,10 @@ void fs_report_lock_event(const char *event, const char *type, const void *lock,
         fs_buf_int(&b, fs_gettid());
         fs_buf_str(&b, ",\"name\":");
         fs_buf_json_str(&b, name);
+        if (owner->reason) {
+            fs_buf_str(&b, ",\"reason\":");
+            fs_buf_json_str(&b, owner->reason);
+        }
     } else {
         if (!repaired) {
             text_thread(&b, fs_gettid(), name);
@@ -271,7 +295,9 @@ void fs_report_lock_event(const char *event, const char *type, const void *lock,
             fs_buf_str(&b, ", handed to ");
             text_thread(&b, fs_gettid(), name);
         } else {
-            fs_buf_str(&b, "; not repaired (FORKSAFE_MODE=report or FORKSAFE_REPAIR_SEMAPHORES=off): this wait may never end");
+            fs_buf_str(&b, "; not repaired (");
+            fs_buf_str(&b, owner->reason ? owner->reason : "?");
+            fs_buf_str(&b, "): unless another thread posts it, this wait never ends");
         }
     }
     fs_report_line_end(&b);

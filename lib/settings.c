@@ -87,7 +87,13 @@ static void warn(int fd, const struct fs_setting_desc *d, const char *bad) {
     fs_buf_str(&b, "]: warning: FORKSAFE_");
     fs_buf_str(&b, d->env);
     fs_buf_str(&b, " has an invalid value ");
-    fs_buf_json_str(&b, bad);
+    /* Echo a short, escaped prefix: a value can be long or hold newlines that would forge lines. */
+    char cut[72];
+    size_t n = strlen(bad);
+    memcpy(cut, bad, n < 64 ? n : 64);
+    if (n > 64) memcpy(cut + 64, "...", 4);
+    else cut[n] = '\0';
+    fs_buf_json_str(&b, cut);
     fs_buf_str(&b, "; using '");
     fs_buf_str(&b, d->def);
     fs_buf_str(&b, "' (valid: ");

@@ -30,8 +30,9 @@ int fs_thread_recently_ended(pid_t tid) {
 }
 
 
-__thread uint32_t fs_tls_self __attribute__((tls_model("initial-exec")));
+__thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
 __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
+uint32_t fs_fork_seq;
 
 static pthread_key_t exit_key;
 static _Atomic int exit_key_state; /* 0 none, 1 creating, 2 ready */
@@ -42,12 +43,16 @@ pid_t fs_gettid(void) {
     return t;
 }
 
+static fs_token token_of(const struct fs_thread *t) {
+    return ((fs_token)t->gen << 32) | ((uint32_t)(t - fs_threads) + 1);
+}
+
 /* At thread exit: the slot is free again; later semaphore calls of this thread go untracked. */
 static void on_thread_exit(void *p) {
     struct fs_thread *t = p;
     atomic_store_explicit(&recently_ended[atomic_fetch_add(&recent_next, 1) % RECENT], t->tid,
                           memory_order_relaxed);
-    fs_tls_self = FS_SELF_GONE;
+    fs_tls_token = FS_TOKEN_NONE;
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
     atomic_store_explicit(&free_hint, (uint32_t)(t - fs_threads), memory_order_relaxed);
     atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
@@ -72,15 +77,41 @@ static int ensure_exit_key(void) {
 
 void fs_threads_init(void) { ensure_exit_key(); }
 
+/* A slot moves to STARTING with a new generation, so tokens of its earlier owners never match. */
+static struct fs_thread *take(struct fs_thread *t, uint32_t from) {
+    uint32_t expected = from;
+    if (!atomic_compare_exchange_strong(&t->state, &expected, FS_T_STARTING)) return NULL;
+    if (++t->gen == 0) t->gen = 1;
+    return t;
+}
+
+/* Slots of threads lost at earlier forks are kept, so that their locks stay repairable in
+ * descendants; when the registry is otherwise full they are reclaimed, oldest fork first. */
+static struct fs_thread *reclaim_lost(uint32_t hwm) {
+    extern int fs_child_report_owed(void);
+    if (fs_child_report_owed()) return NULL; /* the report still needs them */
+    uint32_t oldest = UINT32_MAX;
+    for (uint32_t i = 0; i < hwm; i++)
+        if (atomic_load_explicit(&fs_threads[i].state, memory_order_relaxed) == FS_T_LOST &&
+            fs_threads[i].lost_seq < oldest)
+            oldest = fs_threads[i].lost_seq;
+    for (uint32_t i = 0; oldest != UINT32_MAX && i < hwm; i++) {
+        struct fs_thread *t = &fs_threads[i];
+        if (t->lost_seq != oldest || atomic_load_explicit(&t->state, memory_order_relaxed) != FS_T_LOST) continue;
+        if (take(t, FS_T_LOST)) return t;
+    }
+    return NULL;
+}
+
 /* Claims a free slot (state STARTING). NULL when the registry is full. */
 static struct fs_thread *claim_slot(void) {
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
+    if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
     /* Reuse a freed slot first, so the registry stays as small as the live thread count. */
     uint32_t start = atomic_load_explicit(&free_hint, memory_order_relaxed);
     for (uint32_t k = 0; atomic_load_explicit(&free_slots, memory_order_relaxed) > 0 && k < hwm && k < 256; k++) {
         uint32_t i = (start + k) % hwm;
-        uint32_t expected = FS_T_FREE;
-        if (atomic_compare_exchange_strong(&fs_threads[i].state, &expected, FS_T_STARTING)) {
+        if (take(&fs_threads[i], FS_T_FREE)) {
             atomic_store_explicit(&free_hint, i + 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&free_slots, 1, memory_order_relaxed);
             return &fs_threads[i];
@@ -90,12 +121,18 @@ static struct fs_thread *claim_slot(void) {
         uint32_t i = atomic_fetch_add(&fs_threads_hwm, 1);
         if (i >= FS_MAX_THREADS) {
             atomic_store(&fs_threads_hwm, FS_MAX_THREADS);
-            return NULL;
+            break;
         }
-        uint32_t expected = FS_T_FREE;
-        if (atomic_compare_exchange_strong(&fs_threads[i].state, &expected, FS_T_STARTING))
-            return &fs_threads[i];
+        if (take(&fs_threads[i], FS_T_FREE)) return &fs_threads[i];
     }
+    /* Full: any free slot at all (the hint window may have missed it), then lost ones. */
+    for (uint32_t i = 0; i < FS_MAX_THREADS; i++)
+        if (atomic_load_explicit(&fs_threads[i].state, memory_order_relaxed) == FS_T_FREE &&
+            take(&fs_threads[i], FS_T_FREE)) {
+            atomic_fetch_sub_explicit(&free_slots, 1, memory_order_relaxed);
+            return &fs_threads[i];
+        }
+    return reclaim_lost(FS_MAX_THREADS);
 }
 
 /* Makes `t` the calling thread's slot. */
@@ -106,19 +143,20 @@ static void become(struct fs_thread *t) {
         atomic_compare_exchange_strong(&recently_ended[i], &expected, 0);
     }
     t->home_pid = 0;
+    t->lost_seq = t->listed_seq = 0;
     t->self = pthread_self();
     if (prctl(PR_GET_NAME, t->name) != 0) t->name[0] = '\0';
-    fs_tls_self = (uint32_t)(t - fs_threads) + 1;
+    fs_tls_token = token_of(t);
     if (ensure_exit_key() == 0) pthread_setspecific(exit_key, t);
     atomic_store_explicit(&t->state, FS_T_LIVE, memory_order_release);
     fs_census_thread_started();
 }
 
-uint32_t fs_self_id_slow(void) {
+fs_token fs_self_token_slow(void) {
     int saved = errno;
     struct fs_thread *t = claim_slot();
     if (!t) {
-        fs_tls_self = FS_SELF_GONE; /* registry full: this thread's locks go untracked */
+        fs_tls_token = FS_TOKEN_NONE; /* registry full: this thread's locks go untracked */
         errno = saved;
         return 0;
     }
@@ -128,16 +166,36 @@ uint32_t fs_self_id_slow(void) {
     t->pyname[0] = '\0';
     become(t);
     errno = saved;
-    return fs_tls_self;
+    return fs_tls_token;
+}
+
+struct fs_thread *fs_token_lost(fs_token tok) {
+    struct fs_thread *t = fs_thread_by_token(tok);
+    if (!t || atomic_load_explicit(&t->state, memory_order_acquire) != FS_T_LOST) return NULL;
+    return t->gen == (uint32_t)(tok >> 32) ? t : NULL;
 }
 
 pid_t fs_pid;
 
-/* A tid -> slot hash, built for one report at a time (a report looks up every thread). */
+pid_t fs_getpid_checked(void) {
+    pid_t p = (pid_t)syscall(SYS_getpid);
+    if (fs_unlikely(p != fs_pid)) fs_pid = p; /* made without our fork handlers */
+    return p;
+}
+
+/* A (pid, tid) -> slot hash, built for one report at a time (a report looks up every thread). */
 #define INDEX_SIZE (2 * FS_MAX_THREADS)
 static struct { pid_t tid; uint32_t slot; } tid_index[INDEX_SIZE];
 static uint32_t index_size;     /* the part in use: a power of two >= 2 x the registry in use */
 static _Atomic int index_owner; /* 0 free, 1 being built, 2 ready */
+
+/* Does slot `t` hold thread `tid` of process `pid`? Live threads belong to this process; lost
+ * ones to the process they lived in. */
+static int holds(const struct fs_thread *t, pid_t pid, pid_t tid) {
+    if (t->tid != tid) return 0;
+    uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+    return s == FS_T_LIVE ? pid == fs_pid : s == FS_T_LOST && t->home_pid == pid;
+}
 
 void fs_thread_index_build(void) {
     int expected = 0;
@@ -163,22 +221,19 @@ void fs_thread_index_release(void) {
     atomic_compare_exchange_strong(&index_owner, &expected, 0);
 }
 
-struct fs_thread *fs_thread_find_tid(pid_t tid) {
+struct fs_thread *fs_thread_find_tid(pid_t pid, pid_t tid) {
     if (atomic_load_explicit(&index_owner, memory_order_acquire) == 2) {
         uint32_t h = (uint32_t)tid * 2654435761u % index_size;
         for (; tid_index[h].slot; h = (h + 1) % index_size) {
             struct fs_thread *t = &fs_threads[tid_index[h].slot - 1];
-            uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-            if (tid_index[h].tid == tid && (s == FS_T_LIVE || s == FS_T_LOST) && t->tid == tid) return t;
+            if (tid_index[h].tid == tid && holds(t, pid, tid)) return t;
         }
         return NULL;
     }
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
-    for (uint32_t i = 0; i < hwm; i++) {
-        uint32_t s = atomic_load_explicit(&fs_threads[i].state, memory_order_acquire);
-        if ((s == FS_T_LIVE || s == FS_T_LOST) && fs_threads[i].tid == tid) return &fs_threads[i];
-    }
+    for (uint32_t i = 0; i < hwm; i++)
+        if (holds(&fs_threads[i], pid, tid)) return &fs_threads[i];
     return NULL;
 }
 
@@ -193,17 +248,21 @@ struct fs_thread *fs_thread_find_pthread(pthread_t self) {
     return NULL;
 }
 
-int fs_threads_mark_lost(pid_t parent_pid) {
+int fs_threads_after_fork_child(pid_t parent_pid) {
+    fs_fork_seq++;
+    fs_token me = fs_tls_token;
+    struct fs_thread *self = me != FS_TOKEN_NONE ? fs_thread_by_token(me) : NULL;
+    if (self) self->tid = fs_tls_tid;
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_relaxed);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
-    uint32_t self = fs_tls_self;
     int lost = 0;
     for (uint32_t i = 0; i < hwm; i++) {
         struct fs_thread *t = &fs_threads[i];
+        if (t == self) continue;
         uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-        if (i + 1 == self) continue;
         if (s == FS_T_LIVE) {
             t->home_pid = parent_pid;
+            t->lost_seq = fs_fork_seq;
             atomic_store_explicit(&t->state, FS_T_LOST, memory_order_relaxed);
             lost++;
         } else if (s == FS_T_STARTING) {

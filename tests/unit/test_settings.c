@@ -92,10 +92,24 @@ int main(void) {
     const char *const deep[] = {"FORKSAFE_STACK_DEPTH", "65", NULL};
     EXPECT(parse(&s, deep, warn, sizeof warn) == 1 && s.v[FS_SET_stack_depth].num == 8);
     EXPECT(strstr(warn, "FORKSAFE_STACK_DEPTH has an invalid value \"65\"; using '8' (valid: 0..64)"));
-    const char *const neg[] = {"FORKSAFE_STACK_DEPTH", "-1", "FORKSAFE_PYTHON", "no", NULL};
+    const char *const neg[] = {"FORKSAFE_STACK_DEPTH", "-1", "FORKSAFE_PYTHON", "maybe", NULL};
     EXPECT(parse(&s, neg, warn, sizeof warn) == 2 && s.v[FS_SET_stack_depth].num == 8);
+    EXPECT(s.v[FS_SET_python].num == 1);
+    /* On/off settings are booleans: 1 is on. */
     const char *const zero[] = {"FORKSAFE_STACK_DEPTH", "0", "FORKSAFE_PYTHON", "off", NULL};
-    EXPECT(parse(&s, zero, warn, sizeof warn) == 0 && s.v[FS_SET_stack_depth].num == 0 && s.v[FS_SET_python].num == 1);
+    EXPECT(parse(&s, zero, warn, sizeof warn) == 0 && s.v[FS_SET_stack_depth].num == 0 && s.v[FS_SET_python].num == 0);
+    const char *const no[] = {"FORKSAFE_REPAIR_SEMAPHORES", "no", NULL};
+    EXPECT(parse(&s, no, warn, sizeof warn) == 0 && s.v[FS_SET_repair_semaphores].num == 0);
+
+    /* A bad value is echoed once, escaped and cut: it cannot forge lines or flood the log. */
+    char big[4096];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    big[10] = '\n';
+    const char *const flood[] = {"FORKSAFE_MODE", big, NULL};
+    EXPECT(parse(&s, flood, warn, sizeof warn) == 1);
+    EXPECT(strchr(warn, '\n') == warn + strlen(warn) - 1); /* one line */
+    EXPECT(strlen(warn) < 300 && strstr(warn, "xxxxxxxxxx\\nxxx") && strstr(warn, "...\""));
     const char *const huge[] = {"FORKSAFE_STACK_DEPTH", "99999999999999999999", NULL};
     EXPECT(parse(&s, huge, warn, sizeof warn) == 1);
 
