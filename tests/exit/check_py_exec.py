@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 # Exec reports from Python, on one interpreter (py_exit_prog.py); a daemon thread "idle-daemon"
-# is blocked in Event.wait() in every case:
+# is blocked in Event.wait() in every case. Idle threads are listed with FORKSAFE_EXIT_REPORT=all
+# (by default, a process whose only threads cut off are idle writes nothing, checked for execv):
 #   - execv: os.execv("/bin/true", ["true"]) from main: exactly one event from the process, an
 #     "exec" event, how "exec", path "/bin/true", listing idle-daemon (idle, its stack at the
 #     Event.wait() call);
@@ -48,7 +49,8 @@ def main():
                 fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
             d = os.path.join(tmp, mode)
             os.mkdir(d)
-            rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60)
+            # The daemon is idle: listed only with FORKSAFE_EXIT_REPORT=all (checked below without).
+            rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d, FORKSAFE_EXIT_REPORT="all"), timeout=60)
             if rc != 0:
                 fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
             daemon = int(re.search(r"^DAEMON (\d+)$", out, re.M).group(1))
@@ -62,6 +64,12 @@ def main():
                     fail("execv: path should be /bin/true", [ev])
                 check_daemon(ev, daemon, "execv")
                 print("ok: execv: exec event path=/bin/true lists idle-daemon, idle, at line %d" % wait_line)
+                d = os.path.join(tmp, "execv-default")
+                os.mkdir(d)
+                rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60)
+                if rc != 0 or read_events(d):
+                    fail("execv: only an idle thread is cut off: no event by default", read_events(d))
+                print("ok: execv: no event by default (the only thread cut off is idle)")
                 continue
             child = int(re.search(r"^CHILD (\d+)$", out, re.M).group(1))
             from_child = [e for e in events if e["pid"] == child]

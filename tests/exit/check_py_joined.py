@@ -6,7 +6,8 @@
 #     10 times, 5 of them pinned to one CPU: a thread Python has joined may still be in its last
 #     instructions (its OS thread not yet gone) when exit() is called, more often on one CPU,
 #     where the woken main thread preempts it. No exit event may appear, nor list such a thread;
-#   - control: a daemon thread blocked in Event.wait() at the normal end IS reported: one "exit"
+#   - a daemon thread blocked in Event.wait() (idle) at the normal end or os._exit: by default no
+#     event (idle threads at exit are normal); with FORKSAFE_EXIT_REPORT=all it IS reported: one "exit"
 #     event, how "exit", that thread alone, state "idle", python_name "idle-daemon", its stack
 #     showing idle_daemon_main at the Event.wait() call; the same with sys.exit(0), and with
 #     os._exit(0) (how "_exit");
@@ -53,14 +54,14 @@ def main():
     wait_line = mark(PROG, "idle_wait")
     notes = []
 
-    def run_mode(mode, tmp, tag, pinned=False):
+    def run_mode(mode, tmp, tag, pinned=False, **settings):
         pin = one_cpu() if pinned else None
         rc, out, err = run([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin)
         if rc != 0:
             fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
         d = os.path.join(tmp, tag)
         os.mkdir(d)
-        rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60, preexec_fn=pin)
+        rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d, **settings), timeout=60, preexec_fn=pin)
         if rc != 0:
             fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
         return facts(out), read_events(d)
@@ -93,9 +94,16 @@ def main():
             else:
                 notes.append("%s: no exit event in %d runs (half on one CPU)" % (mode, REPEAT))
 
-        # Cut off: reported.
+        # Only an idle daemon thread is left: normal, so by default nothing is reported ...
+        for mode in ("daemon", "osexit"):
+            f, events = run_mode(mode, tmp, mode + "-default")
+            ends = [e for e in events if e["event"] in ("exit", "exec")]
+            if ends:
+                fail("%s: only an idle daemon thread is cut off: no exit event by default" % mode, ends)
+            notes.append("%s: an idle daemon alone writes no exit event by default" % mode)
+        # ... and FORKSAFE_EXIT_REPORT=all lists it.
         for mode, how in (("daemon", "exit"), ("sysexit", "exit"), ("osexit", "_exit"), ("mixed", "exit")):
-            f, events = run_mode(mode, tmp, mode)
+            f, events = run_mode(mode, tmp, mode, FORKSAFE_EXIT_REPORT="all")
             ends = [e for e in events if e["event"] in ("exit", "exec")]
             if len(ends) != 1 or ends[0]["event"] != "exit":
                 fail("%s: expected one exit event" % mode, events)

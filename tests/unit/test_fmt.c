@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for the formatter (lib/fmt.c): integers, hex, JSON escaping, ISO 8601 time,
 // truncation without a descriptor, and flushing when the buffer fills.
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for the settings parser (lib/settings.c): defaults, valid values, and the one
 // warning line a bad value produces, after which the default is kept.
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>

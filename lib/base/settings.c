@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Settings: parsed once from FORKSAFE_* environment variables, driven by settings.def.
 // A bad value never stops the program: one warning line, then the default is used.
-#include "internal.h"
+#include "base.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -123,18 +123,22 @@ int fs_settings_parse(struct fs_settings *out, const char *(*get)(const char *),
     return warnings;
 }
 
+void fs_settings_format(const struct fs_settings *s, pid_t pid, struct fs_buf *b) {
+    for (int i = 0; i < FS_SET_COUNT; i++) {
+        fs_buf_str(b, "forksafe[");
+        fs_buf_int(b, pid);
+        fs_buf_str(b, "]: setting FORKSAFE_");
+        fs_buf_str(b, desc[i].env);
+        fs_buf_chr(b, '=');
+        fs_buf_text_str(b, s->v[i].str);
+        fs_buf_str(b, s->v[i].from_env ? " (from the environment)\n" : " (default)\n");
+    }
+}
+
 void fs_settings_dump(const struct fs_settings *s, int fd) {
     char mem[2048];
     struct fs_buf b;
     fs_buf_init(&b, mem, sizeof mem, fd);
-    for (int i = 0; i < FS_SET_COUNT; i++) {
-        fs_buf_str(&b, "forksafe[");
-        fs_buf_int(&b, getpid());
-        fs_buf_str(&b, "]: setting FORKSAFE_");
-        fs_buf_str(&b, desc[i].env);
-        fs_buf_chr(&b, '=');
-        fs_buf_str(&b, s->v[i].str);
-        fs_buf_str(&b, s->v[i].from_env ? " (from the environment)\n" : " (default)\n");
-    }
+    fs_settings_format(s, getpid(), &b);
     fs_buf_flush(&b);
 }

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
-// The thread registry: one slot per thread that was started through pthread_create or touched a
-// semaphore, holding its tid, start routine and name. A thread's id (slot + 1) is what the
-// semaphore wrappers record as a lock's owner. In a forked child, the slots of the threads that
-// did not survive become LOST and are never reused there. Also: listing /proc/self/task.
-// fs_threads_mark_lost() and fs_list_tasks() run inside fork(): async-signal-safe only.
-#include "internal.h"
+// The registry of threads: one slot per thread that was started through pthread_create or
+// touched a semaphore, holding its tid, start routine and name. A thread's token (slot and the
+// slot's generation) is what locks record as their taker. In a forked child, the slots of the
+// threads that did not survive become LOST; they are kept so that their locks stay repairable in
+// descendants, and reclaimed (oldest fork first) only when the registry is otherwise full.
+// Pure data: it calls nothing above base/ and platform/.
+// fs_registry_after_fork_child() and fs_registry_threads_now() run inside fork():
+// async-signal-safe only.
+#include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +20,14 @@ struct fs_thread fs_threads[FS_MAX_THREADS];
 _Atomic uint32_t fs_threads_hwm;
 static _Atomic uint32_t free_hint;
 static _Atomic int free_slots;   /* slots freed by exited threads: worth scanning for */
+static _Atomic uint32_t live_count;
 
 /* Tids whose start routine returned: the kernel may list them a moment longer. */
 #define RECENT 64
 static _Atomic pid_t recently_ended[RECENT];
 static _Atomic uint32_t recent_next;
 
-int fs_thread_recently_ended(pid_t tid) {
+int fs_registry_recently_ended(pid_t tid) {
     for (int i = 0; i < RECENT; i++)
         if (atomic_load_explicit(&recently_ended[i], memory_order_relaxed) == tid) return 1;
     return 0;
@@ -32,14 +36,12 @@ int fs_thread_recently_ended(pid_t tid) {
 
 __thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
 __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
-uint32_t fs_fork_seq;
-
 static pthread_key_t exit_key;
 static _Atomic int exit_key_state; /* 0 none, 1 creating, 2 ready */
 
 pid_t fs_gettid(void) {
     pid_t t = fs_tls_tid;
-    if (fs_unlikely(t == 0)) t = fs_tls_tid = (pid_t)syscall(SYS_gettid);
+    if (fs_unlikely(t == 0)) t = fs_tls_tid = fs_sys_gettid();
     return t;
 }
 
@@ -56,8 +58,10 @@ static void on_thread_exit(void *p) {
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
     atomic_store_explicit(&free_hint, (uint32_t)(t - fs_threads), memory_order_relaxed);
     atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
-    fs_census_thread_ended();
+    atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
 }
+
+uint32_t fs_registry_live(void) { return atomic_load_explicit(&live_count, memory_order_relaxed); }
 
 static int ensure_exit_key(void) {
     int s = atomic_load_explicit(&exit_key_state, memory_order_acquire);
@@ -75,7 +79,7 @@ static int ensure_exit_key(void) {
     return atomic_load(&exit_key_state) == 2 ? 0 : -1;
 }
 
-void fs_threads_init(void) { ensure_exit_key(); }
+void fs_registry_init(void) { ensure_exit_key(); }
 
 /* A slot moves to STARTING with a new generation, so tokens of its earlier owners never match. */
 static struct fs_thread *take(struct fs_thread *t, uint32_t from) {
@@ -88,8 +92,7 @@ static struct fs_thread *take(struct fs_thread *t, uint32_t from) {
 /* Slots of threads lost at earlier forks are kept, so that their locks stay repairable in
  * descendants; when the registry is otherwise full they are reclaimed, oldest fork first. */
 static struct fs_thread *reclaim_lost(uint32_t hwm) {
-    extern int fs_child_report_owed(void);
-    if (fs_child_report_owed()) return NULL; /* the report still needs them */
+    if (fs_proc_report_owed()) return NULL; /* the fork report still needs them */
     uint32_t oldest = UINT32_MAX;
     for (uint32_t i = 0; i < hwm; i++)
         if (atomic_load_explicit(&fs_threads[i].state, memory_order_relaxed) == FS_T_LOST &&
@@ -104,7 +107,7 @@ static struct fs_thread *reclaim_lost(uint32_t hwm) {
 }
 
 /* Claims a free slot (state STARTING). NULL when the registry is full. */
-static struct fs_thread *claim_slot(void) {
+struct fs_thread *fs_registry_claim(void) {
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
     /* Reuse a freed slot first, so the registry stays as small as the live thread count. */
@@ -135,8 +138,13 @@ static struct fs_thread *claim_slot(void) {
     return reclaim_lost(FS_MAX_THREADS);
 }
 
+void fs_registry_unclaim(struct fs_thread *t) {
+    atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
+    atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
+}
+
 /* Makes `t` the calling thread's slot. */
-static void become(struct fs_thread *t) {
+void fs_registry_become(struct fs_thread *t) {
     t->tid = fs_gettid();
     for (int i = 0; i < RECENT; i++) { /* a reused tid is a new thread */
         pid_t expected = t->tid;
@@ -149,12 +157,12 @@ static void become(struct fs_thread *t) {
     fs_tls_token = token_of(t);
     if (ensure_exit_key() == 0) pthread_setspecific(exit_key, t);
     atomic_store_explicit(&t->state, FS_T_LIVE, memory_order_release);
-    fs_census_thread_started();
+    atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
 }
 
 fs_token fs_self_token_slow(void) {
     int saved = errno;
-    struct fs_thread *t = claim_slot();
+    struct fs_thread *t = fs_registry_claim();
     if (!t) {
         fs_tls_token = FS_TOKEN_NONE; /* registry full: this thread's locks go untracked */
         errno = saved;
@@ -164,7 +172,7 @@ fs_token fs_self_token_slow(void) {
     t->start_sym = 0;
     t->ncreate = 0;
     t->pyname[0] = '\0';
-    become(t);
+    fs_registry_become(t);
     errno = saved;
     return fs_tls_token;
 }
@@ -173,14 +181,6 @@ struct fs_thread *fs_token_lost(fs_token tok) {
     struct fs_thread *t = fs_thread_by_token(tok);
     if (!t || atomic_load_explicit(&t->state, memory_order_acquire) != FS_T_LOST) return NULL;
     return t->gen == (uint32_t)(tok >> 32) ? t : NULL;
-}
-
-pid_t fs_pid;
-
-pid_t fs_getpid_checked(void) {
-    pid_t p = (pid_t)syscall(SYS_getpid);
-    if (fs_unlikely(p != fs_pid)) fs_pid = p; /* made without our fork handlers */
-    return p;
 }
 
 /* A (pid, tid) -> slot hash, built for one report at a time (a report looks up every thread). */
@@ -194,7 +194,7 @@ static _Atomic int index_owner; /* 0 free, 1 being built, 2 ready */
 static int holds(const struct fs_thread *t, pid_t pid, pid_t tid) {
     if (t->tid != tid) return 0;
     uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-    return s == FS_T_LIVE ? pid == fs_pid : s == FS_T_LOST && t->home_pid == pid;
+    return s == FS_T_LIVE ? pid == fs_proc.pid : s == FS_T_LOST && t->home_pid == pid;
 }
 
 void fs_thread_index_build(void) {
@@ -248,8 +248,7 @@ struct fs_thread *fs_thread_find_pthread(pthread_t self) {
     return NULL;
 }
 
-int fs_threads_after_fork_child(pid_t parent_pid) {
-    fs_fork_seq++;
+int fs_registry_after_fork_child(pid_t parent_pid) {
     fs_token me = fs_tls_token;
     struct fs_thread *self = me != FS_TOKEN_NONE ? fs_thread_by_token(me) : NULL;
     if (self) self->tid = fs_tls_tid;
@@ -262,7 +261,7 @@ int fs_threads_after_fork_child(pid_t parent_pid) {
         uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
         if (s == FS_T_LIVE) {
             t->home_pid = parent_pid;
-            t->lost_seq = fs_fork_seq;
+            t->lost_seq = fs_proc.fork_seq;
             atomic_store_explicit(&t->state, FS_T_LOST, memory_order_relaxed);
             lost++;
         } else if (s == FS_T_STARTING) {
@@ -271,79 +270,20 @@ int fs_threads_after_fork_child(pid_t parent_pid) {
             atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
         }
     }
+    atomic_store_explicit(&live_count, self ? 1 : 0, memory_order_relaxed);
     return lost;
 }
 
-/* ---- pthread_create and pthread_setname_np ---- */
-
-static void *thread_start(void *p) {
-    struct fs_thread *t = p;
-    void *(*start)(void *) = t->start;
-    void *arg = t->arg;
-    become(t);
-    return start(arg);
-}
-
-FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
-                             void *(*start)(void *), void *arg) {
-    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = FS_REAL(pthread_create);
-    fs_init();
-    if (!fs_tracking) return real(thread, attr, start, arg);
-    fs_child_report_now(); /* a child that starts threads has gone on running */
-    fs_single_since_fork = 0;
-    struct fs_thread *t = claim_slot();
-    int saved = errno;
-    fs_py_thread_starting(t);
-    errno = saved;
-    if (!t) return real(thread, attr, start, arg);
-    t->start = start;
-    t->arg = arg;
-    t->start_sym = fs_symbol_lookup((const void *)start);
-    errno = saved;
-    int r = real(thread, attr, thread_start, t);
-    if (r != 0) {
-        atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
-        atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
+void fs_thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[16]) {
+    if (t && t->name[0]) {
+        __builtin_memcpy(name, t->name, 16);
+        name[15] = '\0';
+    } else if (fs_read_comm(pid, tid, name) != 0) {
+        name[0] = '\0';
     }
-    return r;
 }
 
-FS_EXPORT int pthread_setname_np(pthread_t thread, const char *name) {
-    int (*real)(pthread_t, const char *) = FS_REAL(pthread_setname_np);
-    if (!real) return ENOSYS;
-    int r = real(thread, name);
-    struct fs_thread *t = r == 0 ? fs_thread_find_pthread(thread) : NULL;
-    if (t) {
-        strncpy(t->name, name, sizeof t->name - 1);
-        t->name[sizeof t->name - 1] = '\0';
-    }
-    return r;
-}
-
-/* ---- /proc/self/task ---- */
-
-/* Field 20 of /proc/self/stat: the kernel's thread count, in one small read. */
-int fs_thread_count(void) {
-    char buf[512];
-    int saved = errno;
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-    if (fd >= 0) close(fd);
-    errno = saved;
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    char *p = NULL;
-    for (char *c = buf; *c; c++)
-        if (*c == ')') p = c; /* the name may contain spaces and parentheses */
-    if (!p) return -1;
-    int field = 2, count = 0;
-    for (p++; *p && field < 20; p++)
-        if (*p == ' ') field++;
-    for (; *p >= '0' && *p <= '9'; p++) count = count * 10 + (*p - '0');
-    return field == 20 ? count : -1;
-}
-
-int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid) {
+int fs_registry_threads_now(pid_t *tids, int cap, pid_t forking_tid) {
     int saved = errno, n = 0, has_forker = 0;
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
@@ -358,39 +298,4 @@ int fs_threads_at_fork(pid_t *tids, int cap, pid_t forking_tid) {
     errno = saved;
     if (kernel == n) return n; /* the registry knows every thread */
     return fs_list_tasks(tids, cap);
-}
-
-struct linux_dirent64 {
-    uint64_t d_ino;
-    int64_t d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
-int fs_list_tasks(pid_t *tids, int cap) {
-    int saved = errno;
-    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        errno = saved;
-        return -1;
-    }
-    char buf[4096] __attribute__((aligned(8)));
-    int n = 0;
-    for (;;) {
-        long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
-        if (got <= 0) break;
-        for (long off = 0; off < got;) {
-            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
-            off += d->d_reclen;
-            if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
-            pid_t tid = 0;
-            for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
-            if (n < cap) tids[n] = tid;
-            n++;
-        }
-    }
-    close(fd);
-    errno = saved;
-    return n;
 }

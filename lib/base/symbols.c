@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 // Start routines resolved to "symbol+0xoff (library)" with dladdr, in pthread_create, never on
 // the fork path (dladdr takes the loader lock). A small lock-free cache keyed by address: most
-// programs start all their threads from a handful of routines. fs_symbol_format() only reads
-// published entries and is async-signal-safe.
-#include "internal.h"
+// programs start all their threads from a handful of routines. fs_symbol_text() only reads
+// published entries and is async-signal-safe. The main program is named by its real path
+// (/proc/self/exe): dladdr would give argv[0], which setproctitle rewrites.
+#include "base.h"
+#include "platform/platform.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <string.h>
 
 #define SYM_SLOTS 512
@@ -44,8 +47,12 @@ uint32_t fs_symbol_lookup(const void *addr) {
             continue;
         }
         Dl_info info;
+        struct link_map *map = NULL;
         memset(&info, 0, sizeof info);
-        if (dladdr(addr, &info) != 0 && info.dli_sname && info.dli_saddr) {
+        int found = dladdr1(addr, &info, (void **)&map, RTLD_DL_LINKMAP) != 0;
+        if (found && map && map->l_name && map->l_name[0] == '\0' && fs_exe_path()[0])
+            info.dli_fname = fs_exe_path(); /* the main program */
+        if (found && info.dli_sname && info.dli_saddr) {
             copy(e->name, sizeof e->name, info.dli_sname);
             e->offset = a - (uintptr_t)info.dli_saddr;
         } else {
@@ -59,38 +66,24 @@ uint32_t fs_symbol_lookup(const void *addr) {
     return 0; /* the neighbourhood is full: the report says the address only */
 }
 
-void fs_symbol_json(struct fs_buf *b, uint32_t sym) {
-    if (!sym) {
-        fs_buf_str(b, "null");
-        return;
-    }
-    char text[256];
-    struct fs_buf s;
-    fs_buf_init(&s, text, sizeof text - 1, -1);
-    fs_symbol_format(&s, sym);
-    text[s.len] = '\0';
-    fs_buf_json_str(b, text);
-}
-
-void fs_symbol_format(struct fs_buf *b, uint32_t sym) {
-    if (sym == 0 || sym > SYM_SLOTS) {
-        fs_buf_str(b, "?");
-        return;
-    }
-    struct sym_entry *e = &cache[sym - 1];
-    uintptr_t a = atomic_load_explicit(&e->addr, memory_order_acquire);
-    if (a <= SYM_CLAIMED) {
-        fs_buf_str(b, "?");
-        return;
+int fs_symbol_text(uint32_t sym, char *out, size_t cap) {
+    struct fs_buf b;
+    fs_buf_init(&b, out, cap - 1, -1);
+    const struct sym_entry *e = sym >= 1 && sym <= SYM_SLOTS ? &cache[sym - 1] : NULL;
+    if (!e || atomic_load_explicit(&e->addr, memory_order_acquire) <= SYM_CLAIMED) {
+        out[0] = '\0';
+        return -1;
     }
     if (e->name[0]) {
-        fs_buf_str(b, e->name);
-        fs_buf_chr(b, '+');
+        fs_buf_str(&b, e->name);
+        fs_buf_chr(&b, '+');
     }
-    fs_buf_hex(b, e->offset);
+    fs_buf_hex(&b, e->offset);
     if (e->lib[0]) {
-        fs_buf_str(b, " (");
-        fs_buf_str(b, e->lib);
-        fs_buf_chr(b, ')');
+        fs_buf_str(&b, " (");
+        fs_buf_str(&b, e->lib);
+        fs_buf_chr(&b, ')');
     }
+    out[b.len] = '\0';
+    return 0;
 }

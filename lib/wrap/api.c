@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The public API declared in include/forksafe.h.
-#include "internal.h"
+#include "wrap.h"
 #include "forksafe.h"
 
 #include <errno.h>

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-// A small formatter into a caller-provided buffer, flushed to a descriptor when full.
-// Async-signal-safe: it runs in forked children before exec. No malloc, no stdio, no locale.
-#include "internal.h"
+// A small formatter into a caller-provided buffer: flushed to a descriptor when full, or, without
+// one, filled up to its end with `overflow` set (the emitter then shortens the event). Escaping
+// for JSON (strict UTF-8) and for text (no control bytes). Async-signal-safe: it runs in forked
+// children before exec and in signal handlers. No malloc, no stdio, no locale.
+#include "base.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,6 +14,14 @@ void fs_buf_init(struct fs_buf *b, char *mem, size_t cap, int fd) {
     b->len = 0;
     b->cap = cap;
     b->fd = fd;
+    b->overflow = 0;
+}
+
+size_t fs_strlcpy(char *dst, const char *src, size_t cap) {
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+    return n;
 }
 
 int fs_write_all(int fd, const char *buf, size_t len) {
@@ -38,9 +47,17 @@ void fs_buf_flush(struct fs_buf *b) {
 }
 
 void fs_buf_mem(struct fs_buf *b, const char *s, size_t n) {
+    if (fs_likely(b->cap - b->len >= n)) { /* the common case: it fits */
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        return;
+    }
     while (n > 0) {
         if (b->len == b->cap) {
-            if (b->fd < 0) return; /* no descriptor: truncate */
+            if (b->fd < 0) { /* no descriptor: truncate, and say so */
+                b->overflow = 1;
+                return;
+            }
             fs_buf_flush(b);
         }
         size_t room = b->cap - b->len, k = n < room ? n : room;
@@ -82,10 +99,38 @@ void fs_buf_hex(struct fs_buf *b, uintptr_t v) {
     put_uint(b, v, 16, 1);
 }
 
-void fs_buf_json_str(struct fs_buf *b, const char *s) {
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). */
+static int utf8_len(const unsigned char *s) {
+    unsigned c = s[0];
+    int n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))) return 0;
+    if (n == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))) return 0;
+    return n;
+}
+
+/* Bytes a JSON string or a text value can carry as they are: printable ASCII. */
+static inline int plain(unsigned char c, int json) {
+    return c >= 0x20 && c < 0x7f && (!json || (c != '"' && c != '\\'));
+}
+
+/* Copies the run of plain bytes at s in one go; returns its length. */
+static size_t plain_run(struct fs_buf *b, const unsigned char *s, int json) {
+    size_t n = 0;
+    while (plain(s[n], json)) n++;
+    if (n) fs_buf_mem(b, (const char *)s, n);
+    return n;
+}
+
+void fs_buf_json_str(struct fs_buf *b, const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
     fs_buf_chr(b, '"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (;;) {
+        s += plain_run(b, s, 1);
+        unsigned char c = *s;
+        if (!c) break;
         if (c == '"' || c == '\\') {
             fs_buf_chr(b, '\\');
             fs_buf_chr(b, (char)c);
@@ -93,14 +138,38 @@ void fs_buf_json_str(struct fs_buf *b, const char *s) {
             fs_buf_str(b, "\\n");
         } else if (c == '\t') {
             fs_buf_str(b, "\\t");
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x80) { /* other control bytes, DEL */
             fs_buf_str(b, "\\u00");
             put_uint(b, c, 16, 2);
         } else {
-            fs_buf_chr(b, (char)c); /* UTF-8 passes through; thread names are bytes, see README */
+            int n = utf8_len(s);
+            if (n == 0) {
+                fs_buf_str(b, "\\ufffd"); /* not UTF-8: one replacement character per byte */
+                s++;
+                continue;
+            }
+            fs_buf_mem(b, (const char *)s, (size_t)n);
+            s += n;
+            continue;
         }
+        s++;
     }
     fs_buf_chr(b, '"');
+}
+
+void fs_buf_text_str(struct fs_buf *b, const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (;;) {
+        s += plain_run(b, s, 0);
+        if (!*s) break;
+        if (*s < 0x20 || *s == 0x7f) {
+            fs_buf_str(b, "\\x");
+            put_uint(b, *s, 16, 2);
+        } else {
+            fs_buf_chr(b, (char)*s); /* UTF-8 and other bytes >= 0x80 pass through */
+        }
+        s++;
+    }
 }
 
 /* Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm); gmtime_r is not
@@ -140,30 +209,4 @@ void fs_buf_time_iso(struct fs_buf *b, const struct timespec *t) {
     fs_buf_chr(b, '.');
     put_uint(b, (unsigned long long)(t->tv_nsec / 1000000), 10, 3);
     fs_buf_chr(b, 'Z');
-}
-
-int fs_read_comm(pid_t pid, pid_t tid, char name[16]) {
-    char path[64];
-    struct fs_buf b;
-    fs_buf_init(&b, path, sizeof path - 1, -1);
-    fs_buf_str(&b, "/proc/");
-    fs_buf_int(&b, pid);
-    fs_buf_str(&b, "/task/");
-    fs_buf_int(&b, tid);
-    fs_buf_str(&b, "/comm");
-    path[b.len] = '\0';
-    name[0] = '\0';
-    int saved = errno;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        errno = saved;
-        return -1;
-    }
-    ssize_t n = read(fd, name, 15);
-    close(fd);
-    errno = saved;
-    if (n <= 0) return -1;
-    if (name[n - 1] == '\n') n--;
-    name[n] = '\0';
-    return 0;
 }

@@ -2,7 +2,7 @@
 // The table of libc functions the shim wraps, and their resolution with dlsym(RTLD_NEXT).
 // Resolution happens once, early (constructor or the first wrapper called), never inside fork:
 // dlsym may allocate.
-#include "internal.h"
+#include "base.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -10,11 +10,11 @@
 
 /* The semaphore hooks start as functions that resolve everything, then call the real function:
  * the hot wrappers call through the pointer with no test. */
-static int resolve_then_sem_trywait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_trywait(s); }
-static int resolve_then_sem_wait(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_wait(s); }
-static int resolve_then_sem_post(sem_t *s) { fs_hooks_resolve(); return fs_real.sem_post(s); }
+static int resolve_then_sem_trywait(sem_t *s) { fs_real_resolve(); return fs_real.sem_trywait(s); }
+static int resolve_then_sem_wait(sem_t *s) { fs_real_resolve(); return fs_real.sem_wait(s); }
+static int resolve_then_sem_post(sem_t *s) { fs_real_resolve(); return fs_real.sem_post(s); }
 static int resolve_then_sem_timedwait(sem_t *s, const struct timespec *t) {
-    fs_hooks_resolve();
+    fs_real_resolve();
     return fs_real.sem_timedwait(s, t);
 }
 
@@ -52,7 +52,7 @@ static const struct {
 #undef HOOK
 };
 
-void fs_hooks_resolve(void) {
+void fs_real_resolve(void) {
     static _Atomic int done;
     if (atomic_load_explicit(&done, memory_order_acquire)) return;
     for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {

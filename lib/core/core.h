@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+// Layer 3, mechanisms: the fork path (fork.c), the one repair policy every lock kind shares
+// (repair.c) and the semaphore tags and their repair in children (sem_tag.h, sem.c). The Python
+// binding, also a mechanism, is in python/. Mechanisms report nothing themselves: they return
+// what happened (struct fs_lock_outcome) and the entry points in wrap/ write the reports.
+#ifndef FORKSAFE_CORE_H
+#define FORKSAFE_CORE_H
+
+#include "state/state.h"
+
+/* ---- fork.c: what the prepare handler saw, for the child's report ---- */
+#define FS_MAX_LISTED 16384
+struct fs_fork_record {
+    pid_t parent_pid;
+    pid_t forking_tid;            /* in the parent */
+    char forking_name[16];        /* the forking thread's name at the fork */
+    struct timespec time;
+    int ntasks;                   /* how many threads existed (may exceed the array) */
+    pid_t tasks[FS_MAX_LISTED];
+};
+extern struct fs_fork_record fs_fork_record;
+/* The bodies of our atfork handlers (wrap/fork.c registers them). Inside fork():
+ * async-signal-safe only, errno preserved. */
+void fs_fork_lock(void);      /* one fork at a time owns fs_fork_record (2.36 runs handlers unlocked) */
+void fs_fork_prepare(void);   /* the record: threads about to be lost, the forking thread */
+void fs_fork_parent(void);    /* ... unlocks */
+void fs_fork_child(void);     /* new tid, lost threads, the child is armed and owes a report */
+
+/* ---- repair.c: the repair policy ---- */
+enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK };
+/* Whether a lock that a thread lost at the fork holds may be handed to the caller, which would
+ * otherwise block on it. `proven`: the lock has been seen used as a lock (taken and released by
+ * one thread), or is one by its type (an RLock has an owner). NULL: repair. Otherwise the reason
+ * not to, as reported in lock_orphaned: "report_mode", "semaphore_repair_off",
+ * "not_proven_lock" (not proven, and another thread of the child could still release it). */
+const char *fs_repair_refusal(enum fs_lock_kind kind, int proven);
+
+/* What a child's wait found, for the entry point to report. */
+struct fs_lock_outcome {
+    int would_block;              /* the lock was taken: the child may block for good */
+    const char *event;            /* "lock_repaired", "lock_orphaned" or NULL: nothing to report */
+    const void *lock;
+    fs_token owner;               /* the lost thread that held it */
+    const char *reason;           /* lock_orphaned: why it was not repaired */
+};
+
+/* ---- sem.c: a forked child's blocking wait on a semaphore ---- */
+/* Tries to take `s` without blocking; if it is held by a lost thread, takes it over or says why
+ * not (once per semaphore). Returns 0 if the caller now holds it, -1 if it must do its real,
+ * blocking wait. errno is unchanged. Async-signal-safe. */
+int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out);
+
+#endif

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+// The fork path's mechanism. Start at wrap/fork.c to see what happens when a process forks:
+//   1. fork() wrapper: writes any report this process still owes, takes the Python snapshot when
+//      the fork comes from C, then calls the real fork.
+//   2. prepare handler (runs last), fs_fork_prepare here: the record of the threads about to be
+//      lost and of the forking thread.
+//   3. child handler (runs first), fs_fork_child here: the forking thread gets its new tid, every
+//      other thread's registry slot becomes LOST, and the child is "armed": its blocking waits
+//      check for orphaned locks, and it owes a fork report.
+//   4. The report is written when the child shows it goes on running (report/fork_report.c): a
+//      wait that would block, a repair, pthread_create, fork, exit, or Python's after-fork hook.
+//      exec cancels it, so a fork followed directly by exec writes nothing.
+// Everything here runs inside fork(): async-signal-safe only.
+#include "core.h"
+#include "python/python.h"
+
+#include <errno.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+extern int __libc_single_threaded; /* glibc 2.32+: false once the process ever had a thread */
+
+struct fs_fork_record fs_fork_record;
+static _Atomic int record_busy;     /* one fork at a time owns the record */
+static int record_valid;            /* the prepare handler recorded a multi-threaded fork */
+
+void fs_fork_lock(void) {
+    int expected = 0;
+    while (!atomic_compare_exchange_weak(&record_busy, &expected, 1)) {
+        expected = 0;
+        syscall(SYS_sched_yield);
+    }
+}
+
+void fs_fork_prepare(void) {
+    struct fs_fork_record *r = &fs_fork_record;
+    record_valid = 0;
+    fs_py_prepare(0); /* no Python snapshot, unless this fork is multi-threaded and has one */
+    r->parent_pid = fs_proc_pid_checked(); /* handlers may run before fs_init */
+    if (__libc_single_threaded) return;
+    r->forking_tid = fs_gettid();
+    if (prctl(PR_GET_NAME, r->forking_name) != 0) r->forking_name[0] = '\0';
+    clock_gettime(CLOCK_REALTIME, &r->time);
+    r->ntasks = fs_registry_threads_now(r->tasks, FS_MAX_LISTED, r->forking_tid);
+    record_valid = r->ntasks > 1;
+    fs_py_prepare(r->forking_tid);
+}
+
+void fs_fork_parent(void) {
+    fs_py_parent();
+    atomic_store(&record_busy, 0);
+}
+
+void fs_fork_child(void) {
+    fs_tls_tid = fs_sys_gettid();
+    fs_proc.pid = fs_sys_getpid();
+    fs_proc.fork_seq++;
+    fs_registry_after_fork_child(fs_fork_record.parent_pid);
+    atomic_store(&record_busy, 0);
+    fs_proc.single_since_fork = 1;
+    if (record_valid) {
+        fs_proc.report_owed_pid = fs_proc.pid;
+        atomic_store(&fs_proc.report_owed, 1);
+        atomic_store(&fs_proc.armed, 1);
+    }
+}

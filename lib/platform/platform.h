@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+// Layer 1, platform: raw system calls and /proc readers, and what differs per architecture.
+// Everything here is async-signal-safe, allocates nothing and keeps errno.
+#ifndef FORKSAFE_PLATFORM_H
+#define FORKSAFE_PLATFORM_H
+
+#include <sys/types.h>
+
+pid_t fs_sys_gettid(void);
+pid_t fs_sys_getpid(void);   /* the kernel's, never a cached value */
+/* The kernel's count of this process's threads (field 20 of /proc/self/stat), or -1. */
+int fs_thread_count(void);
+/* The tids of /proc/self/task into tids[cap]; returns how many exist (may exceed cap), or -1. */
+int fs_list_tasks(pid_t *tids, int cap);
+/* /proc/<pid>/task/<tid>/comm into name[16]; returns 0, or -1 with name "". */
+int fs_read_comm(pid_t pid, pid_t tid, char name[16]);
+/* The system call thread `tid` of this process is blocked in (/proc/self/task/TID/syscall), or
+ * -1 when it is running or /proc cannot tell. */
+long fs_thread_syscall(pid_t tid);
+/* Is thread `tid` of this process blocked in a system call that waits for an event (futex,
+ * poll, accept, read, ...)? 1 yes; 0 no: running, sleeping inside a work loop, disk I/O. */
+int fs_thread_waiting(pid_t tid);
+/* The main program's path (readlink /proc/self/exe), read once by fs_platform_init: dladdr's
+ * name for it is argv[0], which setproctitle overwrites. "" if unknown. */
+const char *fs_exe_path(void);
+void fs_platform_init(void);
+
+#endif

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+// Raw system calls and /proc readers: who we are, how many threads we have, their names, and
+// the main program's path. Runs anywhere, inside fork() and in signal handlers included:
+// open/read/getdents64/close into stack buffers, nothing else.
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+pid_t fs_sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+pid_t fs_sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
+
+/* Reads at most cap-1 bytes of `path`, terminated; returns the length or -1. errno is kept. */
+static ssize_t read_small(const char *path, char *buf, size_t cap) {
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, cap - 1);
+    if (fd >= 0) close(fd);
+    errno = saved;
+    if (n < 0) return -1;
+    buf[n] = '\0';
+    return n;
+}
+
+static char *put_uint(char *p, unsigned long v) {
+    char tmp[24];
+    int n = 0;
+    do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_str(char *p, const char *s) {
+    while (*s) *p++ = *s++;
+    return p;
+}
+
+int fs_thread_count(void) {
+    char buf[512];
+    if (read_small("/proc/self/stat", buf, sizeof buf) <= 0) return -1;
+    char *p = NULL;
+    for (char *c = buf; *c; c++)
+        if (*c == ')') p = c; /* the name may contain spaces and parentheses */
+    if (!p) return -1;
+    int field = 2, count = 0;
+    for (p++; *p && field < 20; p++)
+        if (*p == ' ') field++;
+    for (; *p >= '0' && *p <= '9'; p++) count = count * 10 + (*p - '0');
+    return field == 20 ? count : -1;
+}
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+int fs_list_tasks(pid_t *tids, int cap) {
+    int saved = errno;
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    char buf[4096] __attribute__((aligned(8)));
+    int n = 0;
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (got <= 0) break;
+        for (long off = 0; off < got;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+            off += d->d_reclen;
+            if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+            pid_t tid = 0;
+            for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
+            if (n < cap) tids[n] = tid;
+            n++;
+        }
+    }
+    close(fd);
+    errno = saved;
+    return n;
+}
+
+int fs_read_comm(pid_t pid, pid_t tid, char name[16]) {
+    char path[64], *p = path;
+    p = put_str(p, "/proc/");
+    p = put_uint(p, (unsigned long)pid);
+    p = put_str(p, "/task/");
+    p = put_uint(p, (unsigned long)tid);
+    p = put_str(p, "/comm");
+    *p = '\0';
+    ssize_t n = read_small(path, name, 16);
+    if (n <= 0) {
+        name[0] = '\0';
+        return -1;
+    }
+    if (name[n - 1] == '\n') name[n - 1] = '\0';
+    return 0;
+}
+
+/* /proc/self/task/TID/syscall: "202 0x..." while blocked in futex, "running", or "-1 ..." */
+long fs_thread_syscall(pid_t tid) {
+    char path[64], buf[128], *p = path;
+    p = put_str(p, "/proc/self/task/");
+    p = put_uint(p, (unsigned long)tid);
+    p = put_str(p, "/syscall");
+    *p = '\0';
+    if (read_small(path, buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9') return -1;
+    long nr = 0;
+    for (const char *c = buf; *c >= '0' && *c <= '9'; c++) nr = nr * 10 + (*c - '0');
+    return nr;
+}
+
+static char exe_path[4096];
+
+void fs_platform_init(void) {
+    int saved = errno;
+    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+    exe_path[n > 0 ? n : 0] = '\0';
+    errno = saved;
+}
+
+const char *fs_exe_path(void) { return exe_path; }

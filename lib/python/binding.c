@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: MIT
+// The interpreter's functions, found at run time through CPython's exported symbols (also when an
+// embedding program loaded libpython RTLD_LOCAL), and the helpers the other python/ parts share:
+// attribute and string access, an object's own __dict__, and the one frame walker.
+// Outside fork only (dlsym, dlopen); every call into Python with the GIL held.
+#include "py.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+
+struct fs_py_api py;
+int fs_py_version;
+
+enum { PY_UNKNOWN, PY_ABSENT, PY_PRESENT };
+static _Atomic int py_state;
+static unsigned long long seen_adds;    /* dl_iterate_phdr's load count at the last look */
+
+static int find_libpython(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    void **handle = data;
+    if (strstr(info->dlpi_name, "libpython")) *handle = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    return *handle != NULL;
+}
+
+static int first_adds(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    *(unsigned long long *)data = info->dlpi_adds;
+    return 1;
+}
+
+/* Looks for CPython's API. Outside fork only (dlsym, dlopen). Cheap when nothing was loaded
+ * since the last look. */
+int fs_py_detect(void) {
+    int s = atomic_load_explicit(&py_state, memory_order_acquire);
+    if (fs_likely(s == PY_PRESENT)) return 1;
+    if (!fs_setting(FS_SET_python)) return 0;   /* FORKSAFE_PYTHON=off */
+    unsigned long long adds = 0;
+    dl_iterate_phdr(first_adds, &adds);
+    if (s == PY_ABSENT && adds == seen_adds) return 0;
+    seen_adds = adds;
+    void *h = RTLD_DEFAULT;
+    if (!dlsym(h, "Py_IsInitialized")) {
+        void *handle = NULL;
+        dl_iterate_phdr(find_libpython, &handle);
+        if (!handle) {
+            atomic_store(&py_state, PY_ABSENT);
+            return 0;
+        }
+        h = handle; /* loaded RTLD_LOCAL by an embedding program; kept open, never closed */
+    }
+#define R(field, name) py.field = dlsym(h, name)
+    R(IsInitialized, "Py_IsInitialized");
+    R(GILState_Check, "PyGILState_Check");
+    R(ThreadState_Current, "_PyThreadState_Current");
+    R(GILState_GetThisThreadState, "PyGILState_GetThisThreadState");
+    R(GILState_Ensure, "PyGILState_Ensure");
+    R(GILState_Release, "PyGILState_Release");
+    R(Import_GetModuleDict, "PyImport_GetModuleDict");
+    R(Import_ImportModule, "PyImport_ImportModule");
+    R(Dict_GetItemString, "PyDict_GetItemString");
+    R(Dict_GetItem, "PyDict_GetItem");
+    R(Dict_Next, "PyDict_Next");
+    R(Dict_New, "PyDict_New");
+    R(Dict_SetItemString, "PyDict_SetItemString");
+    R(Object_GetAttrString, "PyObject_GetAttrString");
+    R(Object_SetAttrString, "PyObject_SetAttrString");
+    R(Object_CallObject, "PyObject_CallObject");
+    R(Object_Call, "PyObject_Call");
+    R(Tuple_New, "PyTuple_New");
+    R(Number_Long, "PyNumber_Long");
+    R(Long_AsUnsignedLongLongMask, "PyLong_AsUnsignedLongLongMask");
+    R(Unicode_AsUTF8, "PyUnicode_AsUTF8");
+    R(String_AsString, "PyString_AsString");
+    R(Err_Clear, "PyErr_Clear");
+    R(DecRef, "Py_DecRef");
+    R(IncRef, "Py_IncRef");
+    R(Eval_GetFrame, "PyEval_GetFrame");
+    R(CFunction_NewEx, "PyCFunction_NewEx");
+    R(Frame_GetCode, "PyFrame_GetCode");
+    R(Frame_GetBack, "PyFrame_GetBack");
+    R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
+    R(IsFinalizing, "Py_IsFinalizing");
+    if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
+    R(None, "_Py_NoneStruct");
+    R(Run_StringFlags, "PyRun_StringFlags");
+    R(Object_CallFunctionObjArgs, "PyObject_CallFunctionObjArgs");
+    R(Eval_GetBuiltins, "PyEval_GetBuiltins");
+    R(List_New, "PyList_New");
+    R(List_Append, "PyList_Append");
+    R(List_Size, "PyList_Size");
+    R(List_GetItem, "PyList_GetItem");
+    R(Tuple_GetItem, "PyTuple_GetItem");
+    R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
+    R(Unicode_FromString, "PyUnicode_FromString");
+    if (py.String_AsString) R(Unicode_FromString, "PyString_FromString"); /* 2.7: str keys */
+    R(GetVersion, "Py_GetVersion");
+    R(Object_GenericGetDict, "PyObject_GenericGetDict");
+    R(Object_GetDictPtr, "_PyObject_GetDictPtr");
+    if (py.GetVersion) {
+        const char *v = py.GetVersion();
+        int major = 0, minor = 0;
+        for (; *v >= '0' && *v <= '9'; v++) major = major * 10 + (*v - '0');
+        if (*v == '.') v++;
+        for (; *v >= '0' && *v <= '9'; v++) minor = minor * 10 + (*v - '0');
+        fs_py_version = major * 100 + minor;
+    }
+#undef R
+    int ok = py.IsInitialized && py.GILState_GetThisThreadState && py.GILState_Ensure &&
+             py.GILState_Release && py.Import_GetModuleDict && py.Dict_GetItemString && py.Dict_GetItem &&
+             py.Dict_Next && py.Object_GetAttrString && py.Object_CallObject && py.Number_Long &&
+             py.Long_AsUnsignedLongLongMask && (py.Unicode_AsUTF8 || py.String_AsString) && py.Err_Clear &&
+             py.DecRef && py.IncRef && py.Frame_GetLineNumber && py.None && (py.GILState_Check || py.ThreadState_Current);
+    atomic_store(&py_state, ok ? PY_PRESENT : PY_ABSENT);
+    return ok;
+}
+
+int fs_py_holds_gil(void) {
+    if (py.GILState_Check) return py.GILState_Check();
+    void *t = py.GILState_GetThisThreadState();
+    return t != NULL && *py.ThreadState_Current == t;
+}
+
+int fs_py_usable(void) {
+    if (!fs_py_detect() || !py.IsInitialized()) return 0;
+    if (py.IsFinalizing && py.IsFinalizing()) return 0;
+    return py.GILState_GetThisThreadState() != NULL;
+}
+
+/* ---- helpers ---- */
+
+PyObj *fs_py_attr(PyObj *o, const char *name) {
+    PyObj *r = py.Object_GetAttrString(o, name);
+    if (!r) py.Err_Clear();
+    return r;
+}
+
+const char *fs_py_str(PyObj *o) {
+    if (!o) return NULL;
+    const char *s = NULL;
+    if (py.String_AsString) { /* 2.7: str is bytes; unicode names too */
+        s = py.String_AsString(o);
+        if (!s && py.Unicode_AsUTF8) {
+            py.Err_Clear();
+            s = py.Unicode_AsUTF8(o);
+        }
+    } else {
+        s = py.Unicode_AsUTF8(o);
+    }
+    if (!s) py.Err_Clear();
+    return s;
+}
+
+uint64_t fs_py_ulong(PyObj *o) {
+    PyObj *l = o ? py.Number_Long(o) : NULL;
+    if (!l) {
+        py.Err_Clear();
+        return 0;
+    }
+    uint64_t v = py.Long_AsUnsignedLongLongMask(l);
+    py.DecRef(l);
+    py.Err_Clear();
+    return v;
+}
+
+PyObj *fs_py_dict_item(PyObj *o, const char *key) {
+    PyObj *d = NULL, *r = NULL;
+    if (py.Object_GenericGetDict) {
+        d = py.Object_GenericGetDict(o, NULL); /* new reference */
+        r = d ? py.Dict_GetItemString(d, key) : NULL;
+        if (d) py.DecRef(d);                   /* r stays alive: the object holds its dict */
+    } else if (py.Object_GetDictPtr) {
+        PyObj **p = py.Object_GetDictPtr(o);
+        r = p && *p ? py.Dict_GetItemString(*p, key) : NULL;
+    }
+    py.Err_Clear();
+    return r;
+}
+
+int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx) {
+    int n = 0;
+    PyObj *f = frame, *owned = NULL;
+    while (f && f != py.None && n < depth) {
+        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
+        fn(ctx, code, py.Frame_GetLineNumber(f));
+        if (code) py.DecRef(code);
+        n++;
+        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");
+        if (owned) py.DecRef(owned);
+        owned = f = back;
+    }
+    if (owned) py.DecRef(owned);
+    py.Err_Clear();
+    return n;
+}

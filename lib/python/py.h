@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+// Inside the Python binding (python/*.c only): CPython's API as found at run time, and the
+// small helpers every part uses. Other layers use python.h.
+#ifndef FORKSAFE_PY_H
+#define FORKSAFE_PY_H
+
+#include "python.h"
+
+typedef void PyObj;
+
+struct fs_py_api {
+    int (*IsInitialized)(void);
+    int (*GILState_Check)(void);                 /* 3.4+ */
+    void **ThreadState_Current;                  /* 2.7's _PyThreadState_Current */
+    void *(*GILState_GetThisThreadState)(void);
+    int (*GILState_Ensure)(void);
+    void (*GILState_Release)(int);
+    PyObj *(*Import_GetModuleDict)(void);
+    PyObj *(*Import_ImportModule)(const char *);
+    PyObj *(*Dict_GetItemString)(PyObj *, const char *);  /* borrowed */
+    PyObj *(*Dict_GetItem)(PyObj *, PyObj *);             /* borrowed */
+    int (*Dict_Next)(PyObj *, ssize_t *, PyObj **, PyObj **);
+    PyObj *(*Dict_New)(void);
+    int (*Dict_SetItemString)(PyObj *, const char *, PyObj *);
+    PyObj *(*Object_GetAttrString)(PyObj *, const char *);
+    int (*Object_SetAttrString)(PyObj *, const char *, PyObj *);
+    PyObj *(*Object_CallObject)(PyObj *, PyObj *);
+    PyObj *(*Object_Call)(PyObj *, PyObj *, PyObj *);
+    PyObj *(*Object_CallFunctionObjArgs)(PyObj *, ...);
+    PyObj *(*Tuple_New)(ssize_t);
+    PyObj *(*Number_Long)(PyObj *);
+    unsigned long long (*Long_AsUnsignedLongLongMask)(PyObj *);
+    const char *(*Unicode_AsUTF8)(PyObj *);        /* 3.x */
+    char *(*String_AsString)(PyObj *);             /* 2.7 */
+    void (*Err_Clear)(void);
+    void (*DecRef)(PyObj *);
+    void (*IncRef)(PyObj *);
+    PyObj *(*Eval_GetFrame)(void);                 /* borrowed */
+    PyObj *(*CFunction_NewEx)(void *, PyObj *, PyObj *);
+    PyObj *(*Frame_GetCode)(PyObj *);              /* 3.9+ */
+    PyObj *(*Frame_GetBack)(PyObj *);              /* 3.9+ */
+    int (*Frame_GetLineNumber)(PyObj *);
+    int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
+    PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
+    PyObj *(*Eval_GetBuiltins)(void);             /* borrowed */
+    PyObj *(*List_New)(ssize_t);
+    int (*List_Append)(PyObj *, PyObj *);
+    ssize_t (*List_Size)(PyObj *);
+    PyObj *(*List_GetItem)(PyObj *, ssize_t);      /* borrowed */
+    PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
+    PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
+    PyObj *(*Unicode_FromString)(const char *);
+    const char *(*GetVersion)(void);
+    PyObj *(*Object_GenericGetDict)(PyObj *, void *);  /* 3.3+: an instance __dict__, no user code */
+    PyObj **(*Object_GetDictPtr)(PyObj *);         /* 2.7 */
+    PyObj *None;
+};
+extern struct fs_py_api py;
+extern int fs_py_version;   /* major * 100 + minor, e.g. 311 */
+
+/* The interpreter is present (its API found). Outside fork only: the first call looks it up. */
+int fs_py_detect(void);
+int fs_py_holds_gil(void);
+/* The interpreter can be called from this thread now: running, not finalizing, ours to use. */
+int fs_py_usable(void);
+
+/* The helpers: each returns NULL/0 on any error and leaves no Python error set. */
+PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference */
+const char *fs_py_str(PyObj *o);                        /* str's UTF-8 (2.7: bytes), borrowed */
+uint64_t fs_py_ulong(PyObj *o);                         /* an int's value, masked */
+/* An item of an object's own __dict__, read without running any code of the object's class
+ * (no properties, no __getattr__); borrowed. */
+PyObj *fs_py_dict_item(PyObj *o, const char *key);
+/* One frame walker: up to `depth` frames of `frame` (borrowed), innermost first, each given to
+ * `fn` as its code object (borrowed) and line. Only the public frame API: no locals are read. */
+typedef void (*fs_py_frame_fn)(void *ctx, PyObj *code, int line);
+int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx);
+
+/* ---- snapshot.c, for the other parts ---- */
+/* Reads every Python thread's name and stack into the snapshot. The GIL is held. */
+void fs_py_snapshot_take(void);
+/* The threads of the last snapshot: its thread idents, OS tids and names. */
+struct fs_py_thread { uint64_t ident; pid_t tid; const char *name; };
+int fs_py_snapshot_threads(struct fs_py_thread *out, int cap);
+pid_t fs_py_snapshot_taker(pid_t *tid);   /* the process (and thread) that took it */
+void fs_py_snapshot_mark_valid(void);     /* it describes the exit being reported */
+int fs_py_multi_threaded(void);           /* more than one thread exists, by the kernel's count */
+
+/* ---- sites.c ---- */
+void fs_py_capture_creation(struct fs_thread *t);   /* the GIL is held */
+
+/* ---- rlock.c ---- */
+void fs_py_rlock_layer_compile(void);     /* when the hooks are installed; the GIL is held */
+
+#endif

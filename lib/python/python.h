@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+// Layer 3, the Python binding: names and stacks of a CPython interpreter hosted by the process
+// (2.7, 3.6 and later), found at run time through its exported symbols -- no build-time
+// dependency. We call the interpreter only with the GIL held, never inside fork(), and never
+// import anything. Parts:
+//   binding.c  the interpreter's functions, found at run time; the helpers (py.h)
+//   snapshot.c every Python thread's name and stack at a fork or an exit, kept in static memory
+//              so that a child reads them without calling Python
+//   sites.c    where a thread was created (the Python stack of the code that started it)
+//   hooks.c    our functions registered in the interpreter (os.register_at_fork, atexit)
+//   rlock.c    the RLock layer of repair (3.9+)
+//   rules.c    Python rules of thumb: is a thread idle, has its target returned
+#ifndef FORKSAFE_PYTHON_H
+#define FORKSAFE_PYTHON_H
+
+#include "state/state.h"
+
+/* ---- snapshot.c ---- */
+struct fs_py_info { const char *name; uint32_t first, nframes; };
+/* Before exit or exec: a snapshot now, if this thread holds the GIL (nothing otherwise). */
+void fs_py_snapshot_for_exit(void);
+/* The fork() wrapper, before the real fork: a snapshot when the fork does not come through
+ * os.fork's hooks (2.7, 3.6, a fork from C such as uWSGI's master). */
+void fs_py_before_fork(void);
+void fs_py_prepare(pid_t forking_tid);   /* inside fork: does the snapshot describe this fork? */
+void fs_py_parent(void);
+int fs_py_snapshot_valid(void);          /* the snapshot describes the moment being reported */
+/* The snapshot's entry for thread `tid`, or NULL. Async-signal-safe. */
+const struct fs_py_info *fs_py_lookup(pid_t tid, struct fs_py_info *out);
+void fs_py_frame(const struct fs_py_info *info, uint32_t i, const char **file, const char **func, int *line);
+
+/* ---- sites.c ---- */
+void fs_py_site(uint16_t site, const char **file, const char **func);
+
+/* ---- hooks.c ---- */
+/* pthread_create, in the creating thread: installs our interpreter hooks the first time (the GIL
+ * is held there), and records in `t` where a Python thread is being created and its name. */
+void fs_py_thread_starting(struct fs_thread *t);
+/* The registered callback: a child of os.fork is about to return to the program (Python's own
+ * after-fork work is done, and it is not subprocess's child that execs next). The GIL is held. */
+void fs_py_on_child_resumes(void (*fn)(void));
+
+/* ---- rlock.c ---- */
+/* Is the RLock layer to run in this child? (FORKSAFE_REPAIR_RLOCKS, the version, the snapshot) */
+int fs_py_rlock_layer_wanted(void);
+/* Releases the RLocks that threads lost at the fork owned, calling `repaired` for each. The GIL
+ * is held (the after-fork hook). */
+typedef void (*fs_py_rlock_repaired_fn)(uintptr_t lock, pid_t owner_tid, const char *owner_name,
+                                        const char *owner_pyname);
+void fs_py_release_lost_rlocks(fs_py_rlock_repaired_fn repaired);
+
+/* ---- rules.c ---- */
+/* Idle: the innermost frame is a wait in the standard library's waiting modules. */
+int fs_py_idle(const struct fs_py_info *info);
+/* Has the thread's target returned (its innermost frame is threading's bootstrap), or did the
+ * runtime join it before the snapshot was taken? For exit reports. */
+int fs_py_finished(pid_t tid, const struct fs_thread *t);
+
+#endif

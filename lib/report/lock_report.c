@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+// `lock_repaired` and `lock_orphaned`: a lock that a thread lost at the fork held, taken over by
+// the child thread that needed it, or left alone (with the reason) by a child thread that may
+// now wait forever. Written by that child thread. Async-signal-safe.
+#include "report.h"
+
+#include <sys/prctl.h>
+
+struct lock_ctx {
+    int repaired;
+    const char *type;          /* "semaphore", "python_rlock" */
+    const char *type_text;     /* "semaphore", "Python RLock" */
+    uintptr_t lock;
+    pid_t owner_tid;
+    const char *owner_name, *owner_pyname, *reason;
+};
+
+/* Text: "thread TID 'name'" of the calling thread (JSON has it as tid and name). */
+static void text_self(struct fs_out *o, const char *name) {
+    if (o->json) return;
+    fs_out_text(o, "thread ");
+    fs_buf_int(&o->b, fs_gettid());
+    fs_out_text(o, " ");
+    fs_out_quoted(o, NULL, name);
+}
+
+static void render_lock(struct fs_out *o, const void *ctx) {
+    const struct lock_ctx *c = ctx;
+    char name[16];
+    if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
+    if (!c->repaired) {
+        text_self(o, name);
+        fs_out_text(o, " waits on ");
+    } else {
+        fs_out_text(o, "repaired ");
+    }
+    fs_out_text(o, c->type_text);
+    fs_out_text(o, " ");
+    fs_out_hex(o, "lock", c->lock);
+    if (o->json) fs_out_str(o, "type", c->type);
+    fs_out_text(o, c->repaired ? ": held by lost thread " : ", held by lost thread ");
+    fs_out_int(o, "owner_tid", c->owner_tid);
+    fs_out_text(o, " ");
+    fs_out_quoted(o, "owner_name", c->owner_name);
+    if (c->owner_pyname && c->owner_pyname[0]) {
+        fs_out_text(o, " (Python ");
+        fs_out_quoted(o, "owner_python_name", c->owner_pyname);
+        fs_out_text(o, ")");
+    }
+    if (o->json) { /* the text names the waiting thread first, or the taker last */
+        fs_out_int(o, "tid", fs_gettid());
+        fs_out_str(o, "name", name);
+    }
+    if (c->repaired && c->type[0] == 'p') { /* python_rlock */
+        fs_out_text(o, ", released: free again");
+    } else if (c->repaired) {
+        fs_out_text(o, ", handed to ");
+        text_self(o, name);
+    } else {
+        fs_out_text(o, "; not repaired (");
+        fs_out_str(o, "reason", c->reason);
+        fs_out_text(o, "): unless another thread releases it, this wait never ends");
+    }
+}
+
+void fs_report_lock_outcome(const struct fs_lock_outcome *out) {
+    const struct fs_thread *t = fs_thread_by_token(out->owner);
+    char oname[16];
+    fs_thread_name(t, t->home_pid, t->tid, oname);
+    struct lock_ctx c = {out->event[5] == 'r', "semaphore", "semaphore", (uintptr_t)out->lock, t->tid, oname,
+                         t->pyname, out->reason};
+    fs_emit(out->event, NULL, render_lock, &c, 1024);
+}
+
+void fs_report_python_rlock(uintptr_t lock, pid_t owner_tid, const char *owner_name, const char *owner_pyname) {
+    struct lock_ctx c = {1, "python_rlock", "Python RLock", lock, owner_tid, owner_name, owner_pyname, NULL};
+    fs_emit("lock_repaired", NULL, render_lock, &c, 1024);
+}

@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT
+// The process-state struct: who this process is and what it owes. Owned here, written by the
+// start-up code and the fork path, read everywhere.
+#include "state.h"
+
+struct fs_process fs_proc = {.tracking = 1, .mode = FS_MODE_REPAIR};
+
+pid_t fs_proc_pid_checked(void) {
+    pid_t p = fs_sys_getpid();
+    if (fs_unlikely(p != fs_proc.pid)) fs_proc.pid = p; /* made without our fork handlers */
+    return p;
+}
+
+int fs_proc_report_owed(void) {
+    return atomic_load_explicit(&fs_proc.report_owed, memory_order_relaxed) &&
+           fs_sys_getpid() == fs_proc.report_owed_pid;
+}

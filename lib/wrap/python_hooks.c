@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+// What a child of os.fork does once CPython has finished its own after-fork work (python/hooks.c
+// calls this through the callback registered here, with the GIL held): it goes on running, so
+// it writes its fork report now; then the RLock layer of repair, where it applies
+// (python/rlock.c), under the same repair policy as every lock kind (core/repair.c).
+#include "wrap.h"
+
+static void child_resumes(void) {
+    fs_report_fork_if_owed();
+    if (fs_py_rlock_layer_wanted() && !fs_repair_refusal(FS_LOCK_PYTHON_RLOCK, 1))
+        fs_py_release_lost_rlocks(fs_report_python_rlock);
+}
+
+void fs_python_entry_init(void) { fs_py_on_child_resumes(child_resumes); }
