@@ -26,7 +26,8 @@ class CaseFailed(Exception):
 def _clip(extra):
     if isinstance(extra, bytes):
         extra = extra.decode("utf-8", "backslashreplace")
-    extra = extra.rstrip()
+    # what a program wrote may hold escape sequences: never replay them on a terminal
+    extra = re.sub("[\x00-\x08\x0b-\x1f\x7f]", lambda m: "\\x%02x" % ord(m.group()), extra).rstrip()
     if len(extra) > 6000:
         extra = extra[:3000] + "\n[... %d characters ...]\n" % (len(extra) - 6000) + extra[-3000:]
     return extra
