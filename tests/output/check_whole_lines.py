@@ -18,7 +18,8 @@
 #     JSON: every line parses with a strict parser, and there is one fork event per child listing
 #     120 lost threads (all of them, or fewer with "truncated": true); text: every line starts
 #     with "forksafe[", no line contains a second "forksafe[", and every child's header line is
-#     there once. Three rounds of each (the race is a race).
+#     there once. Five rounds of each (the race is a race: against the library of 2026-12, a text
+#     round breaks about 60% of the time, a JSON round 85%).
 #   - an event larger than any sane buffer (2000 lost threads with 15-byte names, about 200 KB of
 #     JSON): one fork line, strictly parseable, with "truncated": true, "lost_threads_total":
 #     2000 and fewer entries listed.
@@ -33,7 +34,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env, strict_json  # noqa: E402
 
-CHILDREN, THREADS, ROUNDS, HUGE = 64, 120, 3, 2000
+CHILDREN, THREADS, ROUNDS, HUGE = 64, 120, 5, 2000  # today about 60% (text) and 85% (JSON) of rounds break
 
 
 def main():
