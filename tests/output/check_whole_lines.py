@@ -18,7 +18,7 @@
 #     JSON: every line parses with a strict parser, and there is one fork event per child listing
 #     120 lost threads (all of them, or fewer with "truncated": true); text: every line starts
 #     with "forksafe[", no line contains a second "forksafe[", and every child's header line is
-#     there once. Five rounds of each (the race is a race: against the library of 2026-12, a text
+#     there once. Five rounds of each (the race is a race: against the library at c9aa372, a text
 #     round breaks about 60% of the time, a JSON round 85%).
 #   - an event larger than any sane buffer (2000 lost threads with 15-byte names, about 200 KB of
 #     JSON): one fork line, strictly parseable, with "truncated": true, "lost_threads_total":
