@@ -123,16 +123,21 @@ static int open_log(void) {
     const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
     int fd = open(path, flags | O_NOFOLLOW, 0644);
     struct stat dir, link, st;
-    if (fd < 0 && errno == ELOOP) { /* a symbolic link: follow it only if its owner is trusted */
-        if (lstat(path, &link) != 0 || parent_dir(path, &dir) != 0 || !trusted_owner(&dir, link.st_uid)) {
+    /* A symbolic link (ELOOP; EACCES when the kernel's own protected_symlinks refused it): follow
+     * it only if its owner is trusted. */
+    int err = errno;
+    if (fd < 0 && lstat(path, &link) == 0 && S_ISLNK(link.st_mode)) {
+        if (parent_dir(path, &dir) != 0 || !trusted_owner(&dir, link.st_uid)) {
             fs_sink_warn(FS_WARN_LOG_LINK, "FORKSAFE_LOG", path,
                          " is a symbolic link in a world-writable directory, owned by another user: not followed;"
                          " reports go to stderr");
             return -1;
         }
         fd = open(path, flags, 0644);
+        err = errno;
     }
     if (fd < 0) {
+        errno = err;
         if (errno == ENXIO)
             fs_sink_warn(FS_WARN_LOG_BLOCKED, "FORKSAFE_LOG", path, " is a FIFO with no reader; reports go to stderr");
         else

@@ -55,5 +55,8 @@ int fs_py_idle(const struct fs_py_info *info);
 /* Has the thread's target returned (its innermost frame is threading's bootstrap), or did the
  * runtime join it before the snapshot was taken? For exit reports. */
 int fs_py_finished(pid_t tid, const struct fs_thread *t);
+/* Was the thread started by the standard library for its own machinery (every frame of the code
+ * that started it is the standard library's: a multiprocessing Manager's request handlers)? */
+int fs_py_created_by_stdlib(const struct fs_thread *t);
 
 #endif

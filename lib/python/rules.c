@@ -37,3 +37,19 @@ int fs_py_finished(pid_t tid, const struct fs_thread *t) {
     fs_py_frame(py, 0, &file, &func, &line);
     return ends_with(file, "/threading.py") && strstr(func, "bootstrap") != NULL;
 }
+
+/* A file of the standard library itself: under lib/pythonX.Y but not an installed package. */
+static int stdlib_file(const char *file) {
+    if (strncmp(file, "<frozen", 7) == 0) return 1;
+    return strstr(file, "/lib/python") && !strstr(file, "site-packages") && !strstr(file, "dist-packages");
+}
+
+int fs_py_created_by_stdlib(const struct fs_thread *t) {
+    if (!t || !t->ncreate) return 0;
+    for (int i = 0; i < t->ncreate; i++) {
+        const char *file, *func;
+        fs_py_site(t->create_site[i], &file, &func);
+        if (!file[0] || !stdlib_file(file)) return 0;
+    }
+    return 1;
+}

@@ -16,7 +16,6 @@
 
 #define SMALL 4096
 #define LARGE_MIN (256 * 1024)
-#define LARGE_MAX (16 * 1024 * 1024)
 
 static void member(struct fs_out *o, const char *key) {
     if (o->comma) fs_buf_chr(&o->b, ',');
@@ -239,12 +238,14 @@ void fs_emit(const char *event, const struct timespec *when, fs_render_fn render
     }
     struct fs_out o = {.json = fs_setting(FS_SET_format) == FS_FORMAT_JSON, .pid = fs_proc_pid_checked(),
                        .max_frames = INT_MAX, .max_items = INT_MAX};
+    const size_t largest = (size_t)fs_setting(FS_SET_event_max); /* FORKSAFE_EVENT_MAX, >= SMALL */
     char small[SMALL];
     char *mem = small;
     size_t cap = sizeof small, mapped = 0;
     for (int attempt = 0;; attempt++) {
-        if (size_hint > cap && !mapped) { /* needs (or needed) more room: a private mapping */
-            size_t want = size_hint * 2 < LARGE_MIN ? LARGE_MIN : size_hint * 2 > LARGE_MAX ? LARGE_MAX : size_hint * 2;
+        if (size_hint > cap && !mapped && largest > cap) { /* needs (or needed) more room: a mapping */
+            size_t want = size_hint * 2 < LARGE_MIN ? LARGE_MIN : size_hint * 2;
+            if (want > largest) want = largest;
             void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p != MAP_FAILED) {
                 mem = p;
@@ -254,8 +255,8 @@ void fs_emit(const char *event, const struct timespec *when, fs_render_fn render
         fs_buf_init(&o.b, mem, cap, -1);
         render_once(&o, event, when, render, ctx);
         if (!o.b.overflow) break;
-        if (!mapped && attempt == 0) {
-            size_hint = LARGE_MAX / 2; /* did not fit the stack buffer: the largest mapping */
+        if (!mapped && attempt == 0 && largest > cap) {
+            size_hint = largest; /* did not fit the stack buffer: the largest mapping */
             continue;
         }
         /* Too large even so: shorter, and shorter again. */

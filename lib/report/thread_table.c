@@ -2,6 +2,7 @@
 // `exit`, `exec` and `thread_list`: the threads alive now. At exit and exec they are about to be
 // cut off; an exit report exists for work cut off, so by default it is written only when at
 // least one of them is busy (FORKSAFE_EXIT_REPORT=all: also when all are idle, waiting for work).
+// A thread the standard library started for its own machinery does not count as work cut off.
 // On demand (FORKSAFE_DUMP_SIGNAL) the whole table is listed. Runs at exit, before exec (possibly
 // in a forked child) and in a signal handler: async-signal-safe only. Python stacks come from a
 // snapshot taken earlier with the GIL; creation sites were resolved when the threads started.
@@ -108,8 +109,12 @@ static void thread_table(const char *event, const char *how, const char *path, i
         if ((table[i] == self && !include_self) || (table[i] != self && finishing(table[i], how != NULL)))
             continue;
         table[kept++] = table[i];
+        /* Work cut off: a busy thread, unless the standard library started it for its own
+         * machinery (a Manager's handler finishing a reply as the server exits). */
         struct fs_py_info info;
-        if (how && !busy) busy = !idle(table[i], fs_py_lookup(table[i], &info));
+        if (how && !busy)
+            busy = !idle(table[i], fs_py_lookup(table[i], &info)) &&
+                   !fs_py_created_by_stdlib(fs_thread_find_tid(fs_proc.pid, table[i]));
     }
     int total = kept + (n - listed);
     /* Nothing cut off after all; or, at exit, only idle threads (normal: daemons waiting for

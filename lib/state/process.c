@@ -7,7 +7,10 @@ struct fs_process fs_proc = {.tracking = 1, .mode = FS_MODE_REPAIR};
 
 pid_t fs_proc_pid_checked(void) {
     pid_t p = fs_sys_getpid();
-    if (fs_unlikely(p != fs_proc.pid)) fs_proc.pid = p; /* made without our fork handlers */
+    if (fs_unlikely(p != fs_proc.pid)) { /* made without our fork handlers: new pid, new tid */
+        fs_proc.pid = p;
+        fs_tls_tid = fs_sys_gettid();
+    }
     return p;
 }
 

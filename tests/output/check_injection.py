@@ -68,7 +68,7 @@ def main():
         if raw:
             fail("control bytes appear raw: %s" % [hex(c) for c in raw], data)
         header = [ln for ln in ls if b"forked child" in ln]
-        lost = [ln for ln in ls if b"lost thread" in ln]
+        lost = [ln for ln in ls if b"]:   lost thread " in ln]
         repair = [ln for ln in ls if b"repaired" in ln]
         if len(header) != 1 or len(lost) != len(TEXT_NAMES) - 1 or len(repair) != 1:
             fail("expected a header, %d lost threads and a repair line" % (len(TEXT_NAMES) - 1), data)

@@ -20,9 +20,9 @@
 #     with "forksafe[", no line contains a second "forksafe[", and every child's header line is
 #     there once. Five rounds of each (the race is a race: against the library at c9aa372, a text
 #     round breaks about 60% of the time, a JSON round 85%).
-#   - an event larger than any sane buffer (2000 lost threads with 15-byte names, about 200 KB of
-#     JSON): one fork line, strictly parseable, with "truncated": true, "lost_threads_total":
-#     2000 and fewer entries listed.
+#   - an event larger than the largest the library writes (FORKSAFE_EVENT_MAX=65536; 2000 lost
+#     threads with 15-byte names are about 200 KB of JSON): one fork line, strictly parseable,
+#     at most 65536 bytes, with "truncated": true, "lost_threads_total": 2000 and fewer entries.
 #   check_whole_lines.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
 import argparse
 import os
@@ -34,6 +34,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env, strict_json  # noqa: E402
 
+EVENT_MAX = 65536
 CHILDREN, THREADS, ROUNDS, HUGE = 64, 120, 5, 2000  # today about 60% (text) and 85% (JSON) of rounds break
 
 
@@ -120,7 +121,8 @@ def main():
     def huge_event():
         log = os.path.join(tmp.name, "huge.log")
         r = run_ok([emitter, "fork", str(HUGE)], shim_env(a.shim, FORKSAFE_LOG=log, FORKSAFE_FORMAT="json",
-                                                                     FORKSAFE_THREADS_WARN=0),
+                                                                     FORKSAFE_THREADS_WARN=0,
+                                                                     FORKSAFE_EVENT_MAX=EVENT_MAX),
                    "emitter fork %d" % HUGE, timeout=120)
         child = pids(r.out, "CHILD")[0]
         data = read(log)
@@ -132,6 +134,8 @@ def main():
         listed = len(e.get("lost_threads", []))
         if e.get("lost_threads_total") != HUGE:
             fail("lost_threads_total is %r, not %d" % (e.get("lost_threads_total"), HUGE))
+        if len(data) > EVENT_MAX:
+            fail("the event is %d bytes, over FORKSAFE_EVENT_MAX=%d" % (len(data), EVENT_MAX))
         if e.get("truncated") is not True or listed >= HUGE:
             fail('a %d-byte event with all %d threads listed and "truncated": %r: it was not shortened'
                  % (len(data), listed, e.get("truncated")))
