@@ -281,7 +281,10 @@ static int case_race(void) {
     return 0;
 }
 
-/* FORKSAFE_MODE=report: the orphaned lock is reported, not repaired. */
+/* FORKSAFE_MODE=report (set by check_c.py): the orphaned lock is reported, not repaired (rules
+ * 2d and 3). Pattern: a first deployment that only watches. The child is single-threaded, so the
+ * lock would be repairable (rule 2c): the one lock_orphaned event says why it was not, reason
+ * "report_mode". */
 static int case_report_mode(void) {
     sem_t s;
     CHECK(sem_init(&s, 0, 1) == 0);
@@ -812,7 +815,12 @@ static int case_registry_chain(void) {
  * repair's owner must be one of the threads the same child's fork report lists as lost (checked by
  * check_c.py over every child). A thread that starts or ends around the fork must not be a repair's
  * owner without being in the list. The churning threads prove the lock (each takes and releases
- * it). The outcome in the child (got it, or timed out) is not judged: only the reports agree. */
+ * it). The outcome in the child (got it, or timed out) is not judged: only the reports agree.
+ * A disagreement needs a thread that starts and takes the lock while the forking thread is
+ * between the shim's prepare handler and the copy of the process: chance decides whether a run
+ * meets one (fork_window makes it certain). With 8 churners whose threads hold the lock 60 us,
+ * most runs do on 2 CPUs (10 in 10 alone, about 5 in 8 next to two busy processes), and about
+ * half the children find the lock held and have it repaired. */
 #define CHURN_FORKS 50
 #define CHURNERS 8
 #define CHURN_HOLD_NS 60000L /* each short-lived thread holds the lock 60 us */
