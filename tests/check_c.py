@@ -133,6 +133,11 @@ def check(case, evs, out, extra):
         # slot did not take the lock. No lock event names anyone.
         expect(len(forks) == 1 and lost_names(forks[0]) == ["reuser"], "one fork, lost 'reuser' only", evs)
         expect_no_lock_events(evs, "no lock event: the lock's last taker was not lost at the fork")
+    elif case == "posted_free":
+        # Rule 2b: posted while free, a counter, not a lock. Whether a lock_orphaned is written
+        # (rule 3 names no reason for 2b) is left open.
+        expect(len(forks) == 1 and lost_names(forks[0]) == ["pool"], "one fork, lost 'pool'", evs)
+        expect(not repairs, "nothing repaired: posted while free, not a lock", evs)
     elif case == "bounded_buffer":
         expect(len(forks) == 1 and lost_names(forks[0]) == ["producer"], "one fork, lost 'producer'", evs)
         expect_orphaned(evs, "not_proven_lock", "producer", by_main=True)

@@ -680,6 +680,34 @@ static int case_exited_owner(void) {
     return 0;
 }
 
+/* posted_free (rule 2b). Pattern: a semaphore initialised to 1 that is really a counter: a
+ * permit pool grown at run time (sem_post while permits are free), or a "release" called twice.
+ * One thread did all of it: took it, posted it back, posted it again while it was free (value 2),
+ * then took both permits, and is lost at the fork. Posted while free, it is not a lock: the
+ * child's timed wait must time out as without the shim, and nothing is repaired. */
+static void *pool_owner_main(void *p) {
+    struct holder *h = p;
+    pthread_setname_np(pthread_self(), "pool");
+    CHECK(sem_wait(h->sem) == 0 && sem_post(h->sem) == 0); /* a take-then-post ... */
+    CHECK(sem_post(h->sem) == 0);                          /* ... and a post while free: 2 */
+    CHECK(sem_wait(h->sem) == 0 && sem_wait(h->sem) == 0); /* both permits taken: 0 */
+    CHECK(write(h->ready[1], "r", 1) == 1);
+    char c;
+    CHECK(read(h->release[0], &c, 1) == 1);
+    return NULL;
+}
+static int case_posted_free(void) {
+    sem_t s;
+    CHECK(sem_init(&s, 0, 1) == 0);
+    struct holder h = {.sem = &s};
+    CHECK(pipe2(h.ready, O_CLOEXEC) == 0 && pipe2(h.release, O_CLOEXEC) == 0);
+    char c;
+    CHECK(pthread_create(&h.thread, NULL, pool_owner_main, &h) == 0 && read(h.ready[0], &c, 1) == 1);
+    expect_child_timeout(&s);
+    CHECK(write(h.release[1], "x", 1) == 1 && pthread_join(h.thread, NULL) == 0);
+    return 0;
+}
+
 /* race_unproven (rule 2c, then 3). Pattern: the original race case -- the holder took the lock
  * once -- with the child's racers waiting with a timeout. Taken once and never released is not
  * proof of a lock, and the child has three threads: no repair, both racers time out as without
@@ -1030,6 +1058,7 @@ static const struct { const char *name; int (*run)(void); } cases[] = {
     {"bounded_buffer", case_bounded_buffer},
     {"binary_signal", case_binary_signal},
     {"exited_owner", case_exited_owner},
+    {"posted_free", case_posted_free},
     {"race_unproven", case_race_unproven},
     {"proven_multi", case_proven_multi},
     {"repair_off_reason", case_repair_off_reason},
