@@ -14,11 +14,12 @@ import tempfile
 TIMEOUT = 60
 
 
-def run(cmd, env, label):
+def run(cmd, env, label, logdir=None):
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=TIMEOUT, universal_newlines=True)
     if p.returncode != 0:
-        fail("%s: exit %d\nstdout:\n%s\nstderr:\n%s" % (label, p.returncode, p.stdout, p.stderr))
+        shown = "" if logdir is None else "events:\n" + "\n".join(json.dumps(e) for e in events(logdir))
+        fail("%s: exit %d\nstdout:\n%s\nstderr:\n%s%s" % (label, p.returncode, p.stdout, p.stderr, shown))
     return p
 
 
@@ -256,7 +257,7 @@ def main():
         else:
             env.update(FORKSAFE_FORMAT="json", FORKSAFE_LOG=os.path.join(tmp, "log-%p.jsonl"))
         env.update(CASE_ENV.get(a.case, {}))
-        out = run([a.bin, a.case], env, "with the shim")
+        out = run([a.bin, a.case], env, "with the shim", None if a.case == "fd2_reuse" else tmp)
         check(a.case, events(tmp), out, extra)
     print("ok: " + a.case)
 

@@ -90,7 +90,11 @@ static int case_held_clockwait(void) { return held_lock(BY_CLOCKWAIT); }
 static int expect_child_timeout(sem_t *s) {
     pid_t pid = fork();
     CHECK(pid >= 0);
-    if (pid == 0) _exit(times_out(s, 300) ? 0 : 3);
+    if (pid == 0) {
+        if (times_out(s, 300)) _exit(0);
+        fprintf(stderr, "the child's timed wait did not time out: it got the semaphore\n");
+        _exit(3);
+    }
     int st = wait_child(pid, DONE_MS);
     CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     return 0;
@@ -509,6 +513,7 @@ static int case_token_trywait(void) {
     if (pid == 0) {
         int r = sem_trywait(&once), e = errno, v = -1;
         sem_getvalue(&once, &v);
+        if (r == 0) fprintf(stderr, "token_trywait: the child's sem_trywait took the spent token\n");
         _exit(r == -1 && e == EAGAIN && v == 0 ? 0 : 3);
     }
     int st = wait_child(pid, DONE_MS);
@@ -645,10 +650,10 @@ static int case_binary_signal(void) {
         CHECK(pthread_join(wt, NULL) == 0);
         int v = -1;
         CHECK(sem_getvalue(&b.s, &v) == 0);
-        if (w.early) _exit(3);   /* W got it before the post: handed over */
-        if (seen != 1) _exit(5); /* W never seen blocked */
-        if (v != 0) _exit(4);
-        _exit(0);
+        if (w.early) fprintf(stderr, "binary_signal: the waiter got it before the post: handed over\n");
+        else if (seen != 1) fprintf(stderr, "binary_signal: the waiter was never seen blocked\n");
+        else if (v != 0) fprintf(stderr, "binary_signal: value %d at the end, want 0\n", v);
+        _exit(w.early ? 3 : seen != 1 ? 5 : v != 0 ? 4 : 0);
     }
     CHECK(sem_post(&b.s) == 0); /* in the parent too, the forking thread completes the request */
     int st = wait_child(pid, DONE_MS);
@@ -734,6 +739,7 @@ static int case_race_unproven(void) {
         CHECK(pthread_create(&t1, NULL, timed_racer_main, &r1) == 0 &&
               pthread_create(&t2, NULL, timed_racer_main, &r2) == 0);
         CHECK(pthread_join(t1, NULL) == 0 && pthread_join(t2, NULL) == 0);
+        if (!r1.timed_out || !r2.timed_out) fprintf(stderr, "race_unproven: a racer got the unproven lock\n");
         _exit(r1.timed_out && r2.timed_out ? 0 : 3);
     }
     int st = wait_child(pid, DONE_MS);
