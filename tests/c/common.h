@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -39,17 +40,28 @@ struct holder {
     pthread_t thread;
     pid_t tid;
     const char *name;
+    int prove; /* take and release it once before taking it for good: a proven lock */
 };
 
 __attribute__((noinline)) void *holder_main(void *p);
 
-static inline void holder_start(struct holder *h, sem_t *sem, const char *name) {
+static inline void holder_start_as(struct holder *h, sem_t *sem, const char *name, int prove) {
     h->sem = sem;
     h->name = name;
+    h->prove = prove;
     CHECK(pipe2(h->ready, O_CLOEXEC) == 0 && pipe2(h->release, O_CLOEXEC) == 0);
     CHECK(pthread_create(&h->thread, NULL, holder_main, h) == 0);
     char c;
     CHECK(read(h->ready[0], &c, 1) == 1); /* it holds the lock now */
+}
+
+/* The holder takes the lock once. */
+static inline void holder_start(struct holder *h, sem_t *sem, const char *name) { holder_start_as(h, sem, name, 0); }
+
+/* The holder first takes and releases the lock (wait, post), then takes it and keeps it: one
+ * complete take-then-post by one thread, which makes it a proven lock. */
+static inline void holder_start_proven(struct holder *h, sem_t *sem, const char *name) {
+    holder_start_as(h, sem, name, 1);
 }
 
 static inline void holder_finish(struct holder *h) {
@@ -96,4 +108,47 @@ static inline int times_out(sem_t *s, int ms) {
     return r < 0 && errno == ETIMEDOUT;
 }
 
+/* The system call thread `tid` of this process is blocked in, and its first argument, from
+ * /proc/self/task/TID/syscall. Returns 0, or -1 if the thread is running or unknown. */
+static inline int thread_syscall(pid_t tid, long *nr, unsigned long *arg0) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    char *end;
+    *nr = strtol(buf, &end, 10);
+    if (end == buf) return -1; /* "running" */
+    *arg0 = strtoul(end, NULL, 16);
+    return 0;
+}
+
+/* Waits until thread `tid` is blocked in system call `nr`, on first argument `arg0` if `lo` <
+ * `hi` (any address in [lo, hi)). Polls every millisecond: polling only finds a state, no
+ * outcome depends on its timing. Returns 1 once seen, 0 as soon as `*stop` is nonzero (the
+ * thread will not block there: it went past), -1 after about `ms` without either. */
+static inline int wait_in_syscall(pid_t tid, long nr, uintptr_t lo, uintptr_t hi, _Atomic int *stop, int ms) {
+    for (int i = 0; i < ms; i++) {
+        if (stop && atomic_load(stop)) return 0;
+        long got;
+        unsigned long arg0;
+        if (thread_syscall(tid, &got, &arg0) == 0 && got == nr && (lo >= hi || (arg0 >= lo && arg0 < hi)))
+            return 1;
+        struct timespec ms1 = {0, 1000000};
+        nanosleep(&ms1, NULL);
+    }
+    return -1;
+}
+
+/* Waits until thread `tid` is blocked in futex(2) on the semaphore `s` (glibc's sem_t waits on a
+ * word in its first 8 bytes): see wait_in_syscall. */
+static inline int wait_blocked_on(pid_t tid, const sem_t *s, _Atomic int *stop, int ms) {
+    return wait_in_syscall(tid, SYS_futex, (uintptr_t)s, (uintptr_t)s + 8, stop, ms);
+}
+
+static inline pid_t gettid_now(void) { return (pid_t)syscall(SYS_gettid); }
+
 #endif
+

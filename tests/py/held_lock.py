@@ -15,7 +15,9 @@
 # signal other than our SIGKILL ended it). Setup problems print `RESULT setup-failed ...` and
 # exit 1. No sleep decides any outcome. This file runs unchanged on CPython 2.7 and 3.6+.
 #
-# KINDs: lock, rlock, logging, queue, condition, print (see the setup_* functions).
+# KINDs: lock, rlock, logging, queue, condition, print (see the setup_* functions), and token: a
+# Lock used as a one-time token, won by a worker with acquire(False) and never released; there the
+# child must find it taken (acquire(False) returns False) with or without the shim, and never hang.
 from __future__ import print_function
 
 import argparse
@@ -124,6 +126,28 @@ def setup_lock(factory):
         lock.release()
         lock.acquire()  # a second round: the lock behaves as a free lock again
         lock.release()
+
+    s.hold, s.child = hold, child
+    return s
+
+
+def setup_token():
+    """A Lock used as a one-time token ("whoever wins does the job, once"): a worker wins
+    acquire(False) and never releases it. The token is spent, not a lock held by a lost thread:
+    in the child, acquire(False) must return False exactly as without the shim (a non-blocking
+    acquire is sem_trywait, which never repairs). Positional False: 2.7 takes no keyword."""
+    s = Scenario()
+    lock = threading.Lock()
+
+    def hold():
+        if not lock.acquire(False):
+            setup_failed("the worker did not win the token")
+        s.signal_ready()
+        s.block_until_released()  # and never releases the lock: the token is spent
+
+    def child():
+        if lock.acquire(False):
+            raise AssertionError("acquire(False) returned True: the spent token was handed to the child")
 
     s.hold, s.child = hold, child
     return s
@@ -319,6 +343,7 @@ KINDS = {
     "queue": setup_queue,
     "logging": setup_logging,
     "print": setup_print,
+    "token": setup_token,
 }
 
 

@@ -7,8 +7,10 @@
 # 2. With LD_PRELOAD=<shim> and JSON reports to a temporary directory, it must print
 #    `RESULT finished` with a child that exited 0, and the reports must hold a `fork` event
 #    with a non-empty `lost_threads` list and a `lock_repaired` event.
-# When no hang is expected (--expect-hang no, or `auto` for `logging` on CPython >= 3.7.4), step 1
-# must print `RESULT finished` instead and step 2 does not require a `lock_repaired` event.
+# When no hang is expected (--expect-hang no, or `auto` for `logging` on CPython >= 3.7.4, and
+# `token`), step 1 must print `RESULT finished` instead and step 2 does not require a
+# `lock_repaired` event. For `token` (a spent one-time token: sem_trywait never repairs), step 2
+# must show no lock event at all: neither `lock_repaired` nor `lock_orphaned`.
 # Exit status: 0 pass, 1 fail, 77 skip (meson's convention). Runs under Python 3.6+.
 import argparse
 import json
@@ -29,7 +31,8 @@ HANG_AFTER_EXPECT_HUNG = 2.0
 HANG_AFTER_EXPECT_FINISHED = 20.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "held_lock.py")
-KINDS = ("lock", "rlock", "logging", "queue", "condition", "print")
+KINDS = ("lock", "rlock", "logging", "queue", "condition", "print", "token")
+NO_LOCK_EVENTS = ("token",)  # kinds whose child must not see any lock repaired or reported
 
 
 class Failure(Exception):
@@ -70,6 +73,8 @@ def interp_version(interp):
 def expect_hang(kind, version, choice):
     if choice != "auto":
         return choice == "yes"
+    if kind == "token":
+        return False  # acquire(False) never blocks: the child finishes both ways
     if kind == "logging":
         # CPython 3.7.4+ re-initialises every logging handler's lock in the child
         # (os.register_at_fork in logging/__init__.py), so there the child finishes even without
@@ -130,6 +135,10 @@ def check(interp, kind, shim, want_hang):
             problems.append("no 'fork' event with a non-empty 'lost_threads' list")
         if want_hang and not any(e.get("event") == "lock_repaired" for e in events):
             problems.append("no 'lock_repaired' event")
+        if kind in NO_LOCK_EVENTS:
+            for name in ("lock_repaired", "lock_orphaned"):
+                if any(e.get("event") == name for e in events):
+                    problems.append("a '%s' event: a non-blocking acquire never repairs nor reports" % name)
         if problems:
             raise Failure("with shim: %s\nstdout:\n%s\nstderr:\n%s\nreports:\n%s"
                           % ("; ".join(problems), out, err, shown))
