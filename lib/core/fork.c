@@ -39,6 +39,7 @@ void fs_fork_prepare(void) {
     fs_py_prepare(0); /* no Python snapshot, unless this fork is multi-threaded and has one */
     r->parent_pid = fs_proc_pid_checked(); /* handlers may run before fs_init */
     if (__libc_single_threaded) return;
+    fs_self_token(); /* the forking thread keeps a slot: it never needs a new one in the child */
     r->forking_tid = fs_gettid();
     if (prctl(PR_GET_NAME, r->forking_name) != 0) r->forking_name[0] = '\0';
     clock_gettime(CLOCK_REALTIME, &r->time);

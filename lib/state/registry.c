@@ -90,13 +90,13 @@ static struct fs_thread *take(struct fs_thread *t, uint32_t from) {
 }
 
 /* Slots of threads lost at earlier forks are kept, so that their locks stay repairable in
- * descendants; when the registry is otherwise full they are reclaimed, oldest fork first. */
+ * descendants; when the registry is otherwise full they are reclaimed, oldest fork first. Never
+ * the slots lost at this process's own fork: its fork report names them. */
 static struct fs_thread *reclaim_lost(uint32_t hwm) {
-    if (fs_proc_report_owed()) return NULL; /* the fork report still needs them */
     uint32_t oldest = UINT32_MAX;
     for (uint32_t i = 0; i < hwm; i++)
         if (atomic_load_explicit(&fs_threads[i].state, memory_order_relaxed) == FS_T_LOST &&
-            fs_threads[i].lost_seq < oldest)
+            fs_threads[i].lost_seq < oldest && fs_threads[i].lost_seq < fs_proc.fork_seq)
             oldest = fs_threads[i].lost_seq;
     for (uint32_t i = 0; oldest != UINT32_MAX && i < hwm; i++) {
         struct fs_thread *t = &fs_threads[i];
