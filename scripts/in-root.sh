@@ -9,7 +9,8 @@
 # (build/lib/libforksafe.so, tests/...) are the same inside; --rw/--ro bind more host paths at
 # their own paths (a build directory or log directory the command writes to: --rw). Then it
 # chroots and runs CMD. All mounts belong to the namespace and vanish with it: nothing stays
-# mounted on the host, and the root itself is not written to (but for empty mount points).
+# mounted on the host. The mounts write nothing into the root but empty mount points; CMD runs as
+# root and could, so leave the root alone (it is a cache shared by every checkout).
 # Environment: reset (PATH is the root's default, HOME=/root, LANG=C.UTF-8); passed through: TERM,
 # TZ, LC_*, PYTHON*, FORKSAFE_* and LD_PRELOAD. CMD loads LD_PRELOAD (or --preload LIB), the host
 # tools on the way do not; only this script's own shell does, if LD_PRELOAD was set when it started.
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) break;;
   esac
 done
-[ $# -ge 3 ] && [ "$2" = -- ] || usage
+if [ $# -lt 3 ] || [ "$2" != -- ]; then usage; fi
 name=$1; shift 2
 root=$ROOTS_DIR/$name
 [ -f "$root/.forksafe-root" ] || { echo "in-root: no root '$name' in $ROOTS_DIR (scripts/make-roots.sh makes it)" >&2; exit 77; }

@@ -68,6 +68,7 @@ remove_tree() {
 # goes away with the namespace.
 in_new_root() {
   local root=$1; shift
+  # shellcheck disable=SC2016
   unshare -m --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' \
     "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive "$@"
@@ -105,6 +106,7 @@ make_root() {
     echo "made: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start )) s"
     echo "size: $(du -sx --block-size=1M "$tmp" | cut -f1) MiB"
     in_new_root "$tmp" python3 -c 'import sys, platform; print("python3:", sys.version.split()[0]); print("glibc:", platform.libc_ver()[1])'
+    # shellcheck disable=SC2016
     in_new_root "$tmp" dpkg-query -W -f='${Package}: ${Version}\n' gunicorn uwsgi-core python3-gevent
   } >"$tmp/.forksafe-root"
   if [ -e "$final" ]; then mv -T "$final" "$tmp.old"; fi
