@@ -38,9 +38,10 @@ const char *fs_repair_refusal(enum fs_lock_kind kind, int proven);
 /* What a child's wait found, for the entry point to report. */
 struct fs_lock_outcome {
     int would_block;              /* the lock was taken: the child may block for good */
+    const char *type;             /* "semaphore", "python_rlock", "python_lock" */
     const char *event;            /* "lock_repaired", "lock_orphaned" or NULL: nothing to report */
     const void *lock;
-    fs_token owner;               /* the lost thread that held it */
+    fs_token owner;               /* the lost thread that held it; 0: unknown */
     const char *reason;           /* lock_orphaned: why it was not repaired */
 };
 
@@ -49,5 +50,12 @@ struct fs_lock_outcome {
  * not (once per semaphore). Returns 0 if the caller now holds it, -1 if it must do its real,
  * blocking wait. errno is unchanged. Async-signal-safe. */
 int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out);
+
+/* ---- pylock.c: a forked child's wait on a CPython 3.13.1+ lock (PyMutex) ---- */
+/* `s` is an untagged semaphore that a blocking wait (`timed`: with a deadline) is about to wait
+ * on. If it is a CPython parking-lot waiter's and the lock it waits for is held by a thread lost
+ * at the fork, repair it or say why not. Returns 1 if the wait must return EINTR (the lock is
+ * free now: CPython takes it), 0 to wait as usual. */
+int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out);
 
 #endif

@@ -44,6 +44,7 @@ static int take_orphan(sem_t *s, struct fs_lock_outcome *out) {
     fs_token owner = atomic_load_explicit(&t->owner, memory_order_acquire);
     if ((flags & FS_SEM_NOT_A_LOCK) || !fs_token_lost(owner)) return 0;
     out->lock = s;
+    out->type = "semaphore";
     out->owner = owner;
     const char *refused = fs_repair_refusal(FS_LOCK_SEMAPHORE, (flags & FS_SEM_PROVEN) != 0);
     if (refused) {

@@ -4,6 +4,8 @@
 #ifndef FORKSAFE_PLATFORM_H
 #define FORKSAFE_PLATFORM_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 pid_t fs_sys_gettid(void);
@@ -24,5 +26,8 @@ int fs_thread_waiting(pid_t tid);
  * name for it is argv[0], which setproctitle overwrites. "" if unknown. */
 const char *fs_exe_path(void);
 void fs_platform_init(void);
+/* Copies n bytes at addr, which may not be mapped: returns 0, or -1 if any of it is not readable
+ * (never a fault). */
+int fs_safe_read(uintptr_t addr, void *out, size_t n);
 
 #endif

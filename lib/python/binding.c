@@ -11,6 +11,7 @@
 
 struct fs_py_api py;
 int fs_py_version;
+int fs_py_micro;
 
 enum { PY_UNKNOWN, PY_ABSENT, PY_PRESENT };
 static _Atomic int py_state;
@@ -104,6 +105,8 @@ int fs_py_detect(void) {
         if (*v == '.') v++;
         for (; *v >= '0' && *v <= '9'; v++) minor = minor * 10 + (*v - '0');
         fs_py_version = major * 100 + minor;
+        if (*v == '.') v++;
+        for (fs_py_micro = 0; *v >= '0' && *v <= '9'; v++) fs_py_micro = fs_py_micro * 10 + (*v - '0');
     }
 #undef R
     int ok = py.IsInitialized && py.GILState_GetThisThreadState && py.GILState_Ensure &&

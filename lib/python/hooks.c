@@ -132,6 +132,7 @@ static void install_hooks(void) {
     if (r) py.DecRef(r);
     else py.Err_Clear();
     if (r) fs_py_rlock_layer_compile();
+    fs_py_lock_layout_measure();
     if (before) py.DecRef(before);
     if (child) py.DecRef(child);
     if (kw) py.DecRef(kw);

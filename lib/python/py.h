@@ -57,6 +57,7 @@ struct fs_py_api {
 };
 extern struct fs_py_api py;
 extern int fs_py_version;   /* major * 100 + minor, e.g. 311 */
+extern int fs_py_micro;     /* the third number: 5 for 3.13.5 */
 
 /* The interpreter is present (its API found). Outside fork only: the first call looks it up. */
 int fs_py_detect(void);
@@ -88,6 +89,9 @@ int fs_py_multi_threaded(void);           /* more than one thread exists, by the
 
 /* ---- sites.c ---- */
 void fs_py_capture_creation(struct fs_thread *t);   /* the GIL is held */
+
+/* ---- pymutex.c ---- */
+void fs_py_lock_layout_measure(void);     /* when the hooks are installed; the GIL is held */
 
 /* ---- rlock.c ---- */
 void fs_py_rlock_layer_compile(void);     /* when the hooks are installed; the GIL is held */

@@ -40,6 +40,19 @@ void fs_py_thread_starting(struct fs_thread *t);
  * after-fork work is done, and it is not subprocess's child that execs next). The GIL is held. */
 void fs_py_on_child_resumes(void (*fn)(void));
 
+/* ---- pymutex.c: the layout of PyMutex locks (3.13.1+), measured when the hooks are installed ---- */
+struct fs_py_lock_kind {
+    uintptr_t type;                   /* the type object */
+    int type_off, mutex_off;          /* offsets in an object: its type pointer, its PyMutex byte */
+    int owner_off, level_off;         /* _PyRecursiveMutex's owner ident and level; -1: none */
+};
+struct fs_py_lock_layout {
+    uintptr_t lock_type, rlock_type;  /* 0: not a PyMutex here */
+    struct fs_py_lock_kind lock, rlock;
+};
+/* NULL when this interpreter's Lock is not a PyMutex (before 3.13.1) or it was not measured. */
+const struct fs_py_lock_layout *fs_py_lock_layout(void);
+
 /* ---- rlock.c ---- */
 /* Is the RLock layer to run in this child? (FORKSAFE_REPAIR_RLOCKS, the version, the snapshot) */
 int fs_py_rlock_layer_wanted(void);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `lock_repaired` and `lock_orphaned`: a lock that a thread lost at the fork held, taken over by
 // the child thread that needed it, or left alone (with the reason) by a child thread that may
-// now wait forever. Written by that child thread. Async-signal-safe.
+// now wait forever. Written by that child thread (for the Python RLock layer, by the thread that
+// ran it). Async-signal-safe.
 #include "report.h"
 
 #include <sys/prctl.h>
@@ -38,10 +39,18 @@ static void render_lock(struct fs_out *o, const void *ctx) {
     fs_out_text(o, " ");
     fs_out_hex(o, "lock", c->lock);
     if (o->json) fs_out_str(o, "type", c->type);
-    fs_out_text(o, c->repaired ? ": held by lost thread " : ", held by lost thread ");
-    fs_out_int(o, "owner_tid", c->owner_tid);
-    fs_out_text(o, " ");
-    fs_out_quoted(o, "owner_name", c->owner_name);
+    if (c->owner_name) {
+        fs_out_text(o, c->repaired ? ": held by lost thread " : ", held by lost thread ");
+        fs_out_int(o, "owner_tid", c->owner_tid);
+        fs_out_text(o, " ");
+        fs_out_quoted(o, "owner_name", c->owner_name);
+    } else { /* a Lock has no owner: only that no thread of the child can release it */
+        fs_out_text(o, ", held, and no other thread of this process can release it");
+        if (o->json) {
+            fs_out_str(o, "owner_tid", NULL);
+            fs_out_str(o, "owner_name", NULL);
+        }
+    }
     if (c->owner_pyname && c->owner_pyname[0]) {
         fs_out_text(o, " (Python ");
         fs_out_quoted(o, "owner_python_name", c->owner_pyname);
@@ -52,7 +61,8 @@ static void render_lock(struct fs_out *o, const void *ctx) {
         fs_out_str(o, "name", name);
     }
     if (c->repaired && c->type[0] == 'p') { /* python_rlock */
-        fs_out_text(o, ", released: free again");
+        fs_out_text(o, ", released: free again for ");
+        text_self(o, name);
     } else if (c->repaired) {
         fs_out_text(o, ", handed to ");
         text_self(o, name);
@@ -64,11 +74,13 @@ static void render_lock(struct fs_out *o, const void *ctx) {
 }
 
 void fs_report_lock_outcome(const struct fs_lock_outcome *out) {
-    const struct fs_thread *t = fs_thread_by_token(out->owner);
-    char oname[16];
-    fs_thread_name(t, t->home_pid, t->tid, oname);
-    struct lock_ctx c = {out->event[5] == 'r', "semaphore", "semaphore", (uintptr_t)out->lock, t->tid, oname,
-                         t->pyname, out->reason};
+    const struct fs_thread *t = out->owner ? fs_thread_by_token(out->owner) : NULL;
+    char oname[16] = "";
+    if (t) fs_thread_name(t, t->home_pid, t->tid, oname);
+    const char *type = out->type ? out->type : "semaphore";
+    const char *text = type[0] == 's' ? "semaphore" : type[7] == 'r' ? "Python RLock" : "Python Lock";
+    struct lock_ctx c = {out->event[5] == 'r', type, text, (uintptr_t)out->lock, t ? t->tid : 0, t ? oname : NULL,
+                         t ? t->pyname : NULL, out->reason};
     fs_emit(out->event, NULL, render_lock, &c, 1024);
 }
 

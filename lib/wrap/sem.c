@@ -10,15 +10,31 @@
 #include <errno.h>
 
 /* The child's blocking wait: try, and if the semaphore is taken write the fork report (the
- * child may block for good), then what the repair found. 0: the caller holds it now. */
-__attribute__((noinline, cold)) static int child_wait(sem_t *s) {
+ * child may block for good), then what the repair found. An untagged semaphore may be a CPython
+ * 3.13.1+ thread parking on a PyMutex (core/pylock.c). Returns 0: the caller holds it now;
+ * 1: return EINTR (a PyMutex was freed: CPython retakes it); -1: do the real wait. */
+__attribute__((noinline, cold)) static int child_wait(sem_t *s, int timed) {
     int saved = errno;
-    struct fs_lock_outcome out;
+    struct fs_lock_outcome out, py;
     int r = fs_sem_child_acquire(s, &out);
+    if (r != 0 && !out.event && !fs_sem_tag(s)) {
+        if (fs_pylock_child_wait(s, timed, &py)) r = 1;
+        if (py.event) out = py;
+        out.would_block |= py.would_block;
+    }
     if (out.would_block) fs_report_fork_if_owed();
     if (out.event) fs_report_lock_outcome(&out);
     errno = saved;
     return r;
+}
+
+/* In an armed child: 1 if the wrapper returns `*ret` (with errno set) without the real wait. */
+static inline int child_path(sem_t *s, int timed, int *ret) {
+    int c = child_wait(s, timed);
+    if (c < 0) return 0;
+    *ret = c == 0 ? 0 : -1;
+    if (c == 1) errno = EINTR;
+    return 1;
 }
 
 static inline int armed(void) { return fs_unlikely(atomic_load_explicit(&fs_proc.armed, memory_order_relaxed)); }
@@ -41,14 +57,16 @@ FS_EXPORT int sem_trywait(sem_t *s) {
 }
 
 FS_EXPORT int sem_wait(sem_t *s) {
-    if (armed() && child_wait(s) == 0) return 0;
+    int ret;
+    if (armed() && child_path(s, 0, &ret)) return ret;
     int r = fs_real.sem_wait(s);
     if (r == 0) fs_sem_taken(s);
     return r;
 }
 
 FS_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime) {
-    if (armed() && child_wait(s) == 0) return 0;
+    int ret;
+    if (armed() && child_path(s, 1, &ret)) return ret;
     int r = fs_real.sem_timedwait(s, abstime);
     if (r == 0) fs_sem_taken(s);
     return r;
@@ -60,7 +78,8 @@ FS_EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *ab
         errno = ENOSYS;
         return -1;
     }
-    if (armed() && child_wait(s) == 0) return 0;
+    int ret;
+    if (armed() && child_path(s, 1, &ret)) return ret;
     int r = real(s, clock, abstime);
     if (r == 0) fs_sem_taken(s);
     return r;
