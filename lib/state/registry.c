@@ -35,15 +35,8 @@ int fs_registry_recently_ended(pid_t tid) {
 
 
 __thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
-__thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static _Atomic int exit_key_state; /* 0 none, 1 creating, 2 ready */
-
-pid_t fs_gettid(void) {
-    pid_t t = fs_tls_tid;
-    if (fs_unlikely(t == 0)) t = fs_tls_tid = fs_sys_gettid();
-    return t;
-}
 
 static fs_token token_of(const struct fs_thread *t) {
     return ((fs_token)t->gen << 32) | ((uint32_t)(t - fs_threads) + 1);

@@ -26,6 +26,9 @@ extern struct fs_process fs_proc;
 pid_t fs_proc_pid_checked(void);
 /* Does this process owe its fork report? */
 int fs_proc_report_owed(void);
+/* This thread's tid, cached (the fork child and fs_proc_pid_checked refresh it). */
+extern __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
+pid_t fs_gettid(void);
 
 /* ---- registry.c: one slot per thread we know ---- */
 #define FS_MAX_THREADS 16384
@@ -60,7 +63,6 @@ static inline uint32_t fs_registry_used(void) {
 typedef uint64_t fs_token;
 #define FS_TOKEN_NONE UINT64_MAX   /* untracked: registry full, or the thread is ending */
 extern __thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
-extern __thread pid_t fs_tls_tid __attribute__((tls_model("initial-exec")));
 fs_token fs_self_token_slow(void);   /* registers the calling thread */
 /* This thread's token, registering it on first use; 0 if untracked. */
 static inline fs_token fs_self_token(void) {
@@ -75,7 +77,6 @@ static inline struct fs_thread *fs_thread_by_token(fs_token tok) {
 /* The slot of the thread named by `tok` if that very thread was alive at a fork and lost by it;
  * NULL otherwise (still alive, ended before the fork, or its slot now belongs to another). */
 struct fs_thread *fs_token_lost(fs_token tok);
-pid_t fs_gettid(void);   /* cached per thread */
 
 /* pthread_create: a slot for the thread about to start (STARTING), or NULL when full. */
 struct fs_thread *fs_registry_claim(void);
