@@ -22,45 +22,56 @@
 extern int __libc_single_threaded; /* glibc 2.32+: false once the process ever had a thread */
 
 struct fs_fork_record fs_fork_record;
-static _Atomic int record_busy;     /* one fork at a time owns the record */
-static int record_valid;            /* the prepare handler recorded a multi-threaded fork */
 
-void fs_fork_lock(void) {
+/* Every write around a fork costs a page fault: in the child (its first write to a page copies
+ * it) and in the parent (its pages are copy-on-write until the child is gone). So the fork path
+ * writes only what changed, and a single-threaded process's fork writes almost nothing: no lock
+ * (no other thread can fork), no record (nothing can be lost). Its mutable state is in fs_proc
+ * (state/process.c), on one page. */
+#define SINGLE (__libc_single_threaded)
+
+FS_FORK_PATH void fs_fork_lock(void) {
+    if (SINGLE) return;
     int expected = 0;
-    while (!atomic_compare_exchange_weak(&record_busy, &expected, 1)) {
+    while (!atomic_compare_exchange_weak(&fs_proc.fork_busy, &expected, 1)) {
         expected = 0;
         syscall(SYS_sched_yield);
     }
 }
 
-void fs_fork_prepare(void) {
+FS_FORK_PATH static void unlock(void) {
+    if (atomic_load_explicit(&fs_proc.fork_busy, memory_order_relaxed)) atomic_store(&fs_proc.fork_busy, 0);
+}
+
+FS_FORK_PATH void fs_fork_prepare(void) {
     struct fs_fork_record *r = &fs_fork_record;
-    record_valid = 0;
+    if (fs_proc.fork_recorded) fs_proc.fork_recorded = 0;
     fs_py_prepare(0); /* no Python snapshot, unless this fork is multi-threaded and has one */
-    r->parent_pid = fs_proc_pid_checked(); /* handlers may run before fs_init */
-    if (__libc_single_threaded) return;
+    pid_t pid = fs_proc_pid_checked(); /* handlers may run before fs_init */
+    if (r->parent_pid != pid) r->parent_pid = pid;
+    if (SINGLE) return;
     fs_self_token(); /* the forking thread keeps a slot: it never needs a new one in the child */
     r->forking_tid = fs_gettid();
     if (prctl(PR_GET_NAME, r->forking_name) != 0) r->forking_name[0] = '\0';
     clock_gettime(CLOCK_REALTIME, &r->time);
     r->ntasks = fs_registry_threads_now(r->tasks, FS_MAX_LISTED, r->forking_tid);
-    record_valid = r->ntasks > 1;
+    fs_proc.fork_recorded = r->ntasks > 1;
     fs_py_prepare(r->forking_tid);
 }
 
-void fs_fork_parent(void) {
+FS_FORK_PATH void fs_fork_parent(void) {
     fs_py_parent();
-    atomic_store(&record_busy, 0);
+    unlock();
 }
 
-void fs_fork_child(void) {
+FS_FORK_PATH void fs_fork_child(void) {
     fs_tls_tid = fs_sys_gettid();
     fs_proc.pid = fs_sys_getpid();
     fs_proc.fork_seq++;
-    fs_registry_after_fork_child(fs_fork_record.parent_pid);
-    atomic_store(&record_busy, 0);
     fs_proc.single_since_fork = 1;
-    if (record_valid) {
+    fs_registry_after_fork_child(fs_fork_record.parent_pid);
+    unlock();
+    if (fs_proc.fork_recorded) {
         fs_proc.report_owed_pid = fs_proc.pid;
         atomic_store(&fs_proc.report_owed, 1);
         atomic_store(&fs_proc.armed, 1);

@@ -8,8 +8,26 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The kernel's tid and pid, never cached values. Inline system calls where we know how: the fork
+ * child's path then touches no page of libc's code it would not touch anyway. */
+#if defined(__x86_64__)
+static inline long fs_raw_syscall0(long nr) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(nr) : "rcx", "r11", "memory");
+    return r;
+}
+#define FS_NR_gettid 186
+#define FS_NR_getpid 39
+static inline pid_t fs_sys_gettid(void) { return (pid_t)fs_raw_syscall0(FS_NR_gettid); }
+static inline pid_t fs_sys_getpid(void) { return (pid_t)fs_raw_syscall0(FS_NR_getpid); }
+#else
 pid_t fs_sys_gettid(void);
-pid_t fs_sys_getpid(void);   /* the kernel's, never a cached value */
+pid_t fs_sys_getpid(void);
+#endif
+
+/* Functions on the fork path and in a child that exits: kept together, so that a child (whose
+ * first touch of each code page of a library is a page fault) touches as few pages as can be. */
+#define FS_FORK_PATH __attribute__((section(".text.hot.forksafe_fork")))
 /* The kernel's count of this process's threads (field 20 of /proc/self/stat), or -1. */
 int fs_thread_count(void);
 /* The tids of /proc/self/task into tids[cap]; returns how many exist (may exceed cap), or -1. */

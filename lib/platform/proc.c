@@ -11,8 +11,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#if !defined(__x86_64__)
 pid_t fs_sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 pid_t fs_sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
+#endif
 
 /* Reads at most cap-1 bytes of `path`, terminated; returns the length or -1. errno is kept. */
 static ssize_t read_small(const char *path, char *buf, size_t cap) {

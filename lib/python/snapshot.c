@@ -132,13 +132,16 @@ void fs_py_snapshot_for_exit(void) {
     valid = 1;
 }
 
-void fs_py_prepare(pid_t forking_tid) {
-    valid = forking_tid > 0 && !atomic_load(&snap.writing) && snap.taker_pid == fs_proc.pid &&
+FS_FORK_PATH void fs_py_prepare(pid_t forking_tid) {
+    int v = forking_tid > 0 && !atomic_load(&snap.writing) && snap.taker_pid == fs_proc.pid &&
             snap.taker_tid == forking_tid && snap.nthreads > 0;
+    if (valid != v) valid = v; /* inside fork: write only what changes */
 }
 
 /* The snapshot was used (or not) by this fork; never by a later one. */
-void fs_py_parent(void) { snap.taker_tid = 0; }
+FS_FORK_PATH void fs_py_parent(void) {
+    if (snap.taker_tid) snap.taker_tid = 0;
+}
 
 int fs_py_snapshot_valid(void) { return valid; }
 

@@ -66,9 +66,15 @@ static void render_fork(struct fs_out *o, const void *ctx) {
     }
 }
 
-void fs_report_fork_if_owed(void) {
+static void write_fork_report(void);
+
+FS_FORK_PATH void fs_report_fork_if_owed(void) {
     if (fs_likely(!atomic_load_explicit(&fs_proc.report_owed, memory_order_relaxed))) return;
     if (fs_sys_getpid() != fs_proc.report_owed_pid || !atomic_exchange(&fs_proc.report_owed, 0)) return;
+    write_fork_report();
+}
+
+static void write_fork_report(void) {
     const struct fs_fork_record *r = &fs_fork_record;
     uint32_t seq = fs_proc.fork_seq;
     static pid_t lost[FS_MAX_LISTED]; /* one report at a time: report_owed was ours */
@@ -95,7 +101,7 @@ void fs_report_fork_if_owed(void) {
     fs_thread_index_release();
 }
 
-void fs_report_fork_cancel(void) {
+FS_FORK_PATH void fs_report_fork_cancel(void) {
     if (atomic_load(&fs_proc.report_owed) && fs_sys_getpid() == fs_proc.report_owed_pid)
         atomic_store(&fs_proc.report_owed, 0);
 }

@@ -134,8 +134,9 @@ void fs_report_thread_started(uint32_t live) {
     groups_report(warn);
 }
 
-void fs_report_threads_after_fork_child(void) {
-    atomic_store(&next_warning, (uint32_t)fs_setting(FS_SET_threads_warn));
+FS_FORK_PATH void fs_report_threads_after_fork_child(void) {
+    uint32_t n = (uint32_t)fs_setting(FS_SET_threads_warn);
+    if (atomic_load_explicit(&next_warning, memory_order_relaxed) != n) atomic_store(&next_warning, n);
 }
 
 void fs_report_threads_init(void) { fs_report_threads_after_fork_child(); }

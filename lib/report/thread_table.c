@@ -128,10 +128,16 @@ static void thread_table(const char *event, const char *how, const char *path, i
     atomic_store(&table_busy, 0);
 }
 
-void fs_report_exit(const char *how, const char *path) {
+static void exit_report(const char *how, const char *path);
+
+FS_FORK_PATH void fs_report_exit(const char *how, const char *path) {
     extern int __libc_single_threaded;
     if (!fs_proc.tracking || fs_setting(FS_SET_exit_report) == FS_EXIT_REPORT_OFF) return;
     if (__libc_single_threaded || fs_proc.single_since_fork) return; /* without a /proc read */
+    exit_report(how, path);
+}
+
+static void exit_report(const char *how, const char *path) {
     if (fs_thread_count() <= 1) return; /* single-threaded: nothing is cut off */
     if (atomic_exchange(&exit_reported, 1)) return;
     fs_py_snapshot_for_exit();

@@ -12,7 +12,7 @@ pid_t fs_gettid(void) {
     return t;
 }
 
-pid_t fs_proc_pid_checked(void) {
+FS_FORK_PATH pid_t fs_proc_pid_checked(void) {
     pid_t p = fs_sys_getpid();
     if (fs_unlikely(p != fs_proc.pid)) { /* made without our fork handlers: new pid, new tid */
         fs_proc.pid = p;

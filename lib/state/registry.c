@@ -241,10 +241,10 @@ struct fs_thread *fs_thread_find_pthread(pthread_t self) {
     return NULL;
 }
 
-int fs_registry_after_fork_child(pid_t parent_pid) {
+FS_FORK_PATH int fs_registry_after_fork_child(pid_t parent_pid) {
     fs_token me = fs_tls_token;
     struct fs_thread *self = me != FS_TOKEN_NONE ? fs_thread_by_token(me) : NULL;
-    if (self) self->tid = fs_tls_tid;
+    if (self && self->tid != fs_tls_tid) self->tid = fs_tls_tid;
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_relaxed);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;
     int lost = 0;
@@ -263,7 +263,9 @@ int fs_registry_after_fork_child(pid_t parent_pid) {
             atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
         }
     }
-    atomic_store_explicit(&live_count, self ? 1 : 0, memory_order_relaxed);
+    uint32_t live = self ? 1 : 0; /* a write only if it changes: every page written costs a fault */
+    if (atomic_load_explicit(&live_count, memory_order_relaxed) != live)
+        atomic_store_explicit(&live_count, live, memory_order_relaxed);
     return lost;
 }
 
@@ -276,7 +278,7 @@ void fs_thread_name(const struct fs_thread *t, pid_t pid, pid_t tid, char name[1
     }
 }
 
-int fs_registry_threads_now(pid_t *tids, int cap, pid_t forking_tid) {
+FS_FORK_PATH int fs_registry_threads_now(pid_t *tids, int cap, pid_t forking_tid) {
     int saved = errno, n = 0, has_forker = 0;
     uint32_t hwm = atomic_load_explicit(&fs_threads_hwm, memory_order_acquire);
     if (hwm > FS_MAX_THREADS) hwm = FS_MAX_THREADS;

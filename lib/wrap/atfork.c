@@ -7,25 +7,24 @@
 
 extern void *__dso_handle;
 
-static void prepare(void) {
+FS_FORK_PATH static void prepare(void) {
     if (!fs_proc.tracking) return;
     int saved = errno;
     fs_fork_lock();
     fs_report_fork_if_owed(); /* a child forking again (forkpty, daemon) before writing its own */
     fs_fork_prepare();
-    errno = saved;
+    if (errno != saved) errno = saved; /* a write only if needed: the page may be copy-on-write */
 }
 
-static void parent(void) {
+FS_FORK_PATH static void parent(void) {
     if (fs_proc.tracking) fs_fork_parent();
 }
 
-static void child(void) {
+/* Nothing here sets errno (raw system calls that cannot fail, plain memory): none to restore. */
+FS_FORK_PATH static void child(void) {
     if (!fs_proc.tracking) return;
-    int saved = errno;
     fs_fork_child();
     fs_report_threads_after_fork_child();
-    errno = saved;
 }
 
 /* Our handlers must be the oldest registered: prepare handlers run newest first, child handlers

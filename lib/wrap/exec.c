@@ -8,7 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-static void before_exec(const char *path) {
+FS_FORK_PATH static void before_exec(const char *path) {
     fs_report_fork_cancel();
     fs_report_exit("exec", path);
 }
@@ -79,7 +79,7 @@ FS_EXPORT int execle(const char *path, const char *arg, ...) {
 }
 
 /* A child that ends without exec went on running: its fork report, then the threads cut off. */
-static void ending(const char *how) {
+FS_FORK_PATH static void ending(const char *how) {
     fs_report_fork_if_owed();
     fs_report_exit(how, NULL);
 }
@@ -87,13 +87,13 @@ static void ending(const char *how) {
 static void at_exit(void) { ending("exit"); }
 void fs_exit_hook_register(void) { atexit(at_exit); }
 
-FS_EXPORT void _exit(int status) {
+FS_FORK_PATH FS_EXPORT void _exit(int status) {
     ending("_exit");
     FS_REAL(exit_)(status);
     __builtin_unreachable();
 }
 
-FS_EXPORT void _Exit(int status) {
+FS_FORK_PATH FS_EXPORT void _Exit(int status) {
     ending("_exit");
     FS_REAL(Exit_)(status);
     __builtin_unreachable();
