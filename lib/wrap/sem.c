@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The POSIX semaphore wrappers: the hot path of every CPython lock up to 3.13.0. Each calls the
-// real function and records or checks the tag inline (core/sem_tag.h). In an armed child (a
+// The POSIX semaphore wrappers: the hot path of every CPython lock up to 3.13.0. On a tagged
+// semaphore the uncontended trywait and post are done inline with glibc's own atomics, tag
+// included (core/sem_tag.h); everything else calls the real function. In an armed child (a
 // child of a multi-threaded fork) a blocking wait first goes through core/sem.c, which may hand
 // it a lock that a lost thread held; what it found is reported here. sem_trywait never repairs:
 // it cannot hang. With FORKSAFE_MODE=off nothing is tagged, so these find no tag and do nothing.
@@ -50,10 +51,21 @@ FS_EXPORT int sem_destroy(sem_t *s) {
     return FS_REAL(sem_destroy)(s);
 }
 
-FS_EXPORT int sem_trywait(sem_t *s) {
+/* The slow halves, apart, so that the fast paths need no saved registers and tail-call them. */
+__attribute__((noinline)) static int trywait_slow(sem_t *s) {
     int r = fs_real.sem_trywait(s);
-    if (fs_likely(r == 0)) fs_sem_taken(s);
+    if (r == 0) fs_sem_taken(s);
     return r;
+}
+
+__attribute__((noinline)) static int post_slow(sem_t *s) {
+    fs_sem_releasing(s);
+    return fs_real.sem_post(s);
+}
+
+FS_EXPORT int sem_trywait(sem_t *s) {
+    if (fs_likely(fs_sem_fast_trywait(s) == 0)) return 0;
+    return trywait_slow(s);
 }
 
 FS_EXPORT int sem_wait(sem_t *s) {
@@ -86,6 +98,6 @@ FS_EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *ab
 }
 
 FS_EXPORT int sem_post(sem_t *s) {
-    fs_sem_releasing(s);
-    return fs_real.sem_post(s);
+    if (fs_likely(fs_sem_fast_post(s) == 0)) return 0;
+    return post_slow(s);
 }
