@@ -48,6 +48,9 @@ extern struct fs_real fs_real;
 /* Resolves every hook once. Safe to call from any wrapper, any number of times; never from
  * inside fork() (dlsym may allocate). */
 void fs_real_resolve(void);
+/* One function alone (start-up needs only __register_atfork): dlsym costs about a microsecond
+ * each, and most processes never call most of what we wrap. */
+void *fs_real_resolve_one(const char *name);
 #define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_real_resolve(), fs_real.name))
 /* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolvers: call them directly. */
 
@@ -61,13 +64,18 @@ enum fs_setting_id {
     FS_SET_COUNT
 };
 #undef FS_SETTING
-#define FS_SETTING_STR_MAX 512
+#define FS_SETTING_STR_MAX 512    /* a path */
 struct fs_setting_value {
     int num;                        /* enum index (see settings_enums.h), 0/1 for a boolean, or integer */
-    char str[FS_SETTING_STR_MAX];   /* the effective text */
     int from_env;                   /* 1 if the environment set it (validly) */
+    const char *str;                /* the effective text: `word` or, for a path, `path` */
+    char word[24];
 };
-struct fs_settings { struct fs_setting_value v[FS_SET_COUNT]; };
+/* Small, so that a process's start touches one page for it. */
+struct fs_settings {
+    struct fs_setting_value v[FS_SET_COUNT];
+    char path[FS_SETTING_STR_MAX];  /* the one path setting's text (FORKSAFE_LOG) */
+};
 extern struct fs_settings fs_settings;
 /* Parses every setting from `get` (getenv in production; NULL for every name in secure mode).
  * Invalid values keep the default and write one warning line each to `warn_fd` (-1: none).

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The table of libc functions the shim wraps, and their resolution with dlsym(RTLD_NEXT).
-// Resolution happens once, early (constructor or the first wrapper called), never inside fork:
-// dlsym may allocate.
+// Resolution happens once, outside fork (dlsym may allocate): the whole table the first time
+// the process starts a thread or forks -- before any fork of ours, so a child has everything
+// resolved -- or at the first call of a wrapper. A process that does neither (most exec'd
+// commands) resolves only what it uses.
 #include "base.h"
 
 #include <dlfcn.h>
@@ -51,6 +53,8 @@ static const struct {
     HOOK(Exit_, "_Exit", 1),
 #undef HOOK
 };
+
+void *fs_real_resolve_one(const char *name) { return dlsym(RTLD_NEXT, name); }
 
 void fs_real_resolve(void) {
     static _Atomic int done;

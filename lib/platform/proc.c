@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -121,15 +122,18 @@ long fs_thread_syscall(pid_t tid) {
 }
 
 static char exe_path[4096];
+static _Atomic int exe_known;
 
-void fs_platform_init(void) {
-    int saved = errno;
-    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
-    exe_path[n > 0 ? n : 0] = '\0';
-    errno = saved;
+const char *fs_exe_path(void) {
+    if (!atomic_load_explicit(&exe_known, memory_order_acquire)) {
+        int saved = errno;
+        ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+        exe_path[n > 0 ? n : 0] = '\0';
+        errno = saved;
+        atomic_store_explicit(&exe_known, 1, memory_order_release);
+    }
+    return exe_path;
 }
-
-const char *fs_exe_path(void) { return exe_path; }
 
 /* process_vm_readv on ourselves reports an unmapped address as EFAULT instead of faulting; where
  * it is refused (some seccomp profiles), write(2) into a pipe does the same. */
