@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pty.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #define HANG_MS 1500   /* without the shim a blocked child is declared hung after this */
 #define DONE_MS 10000  /* with the shim a child must finish within this */
@@ -819,9 +820,12 @@ static int chain_generation(int g) {
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64 * 1024) == 0);
     for (int i = 0; i < CHAIN_THREADS; i++) CHECK(pthread_create(&pool[i], &attr, idle_on_pipe, &release[0]) == 0);
     pthread_attr_destroy(&attr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
+        /* A chain of 16 processes of 1100 threads each must not outlive a killed test run. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(99);
         close(release[0]);
         close(release[1]);
         _exit(chain_generation(g + 1));
