@@ -144,5 +144,8 @@ uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure 
 /* "fn+0x10 (/lib/x.so)", or "0x2e1970 (/usr/bin/python3.11)" without a symbol, into out[cap];
  * returns 0, or -1 (out "") for an unknown routine. */
 int fs_symbol_text(uint32_t sym, char *out, size_t cap);
+/* The same text, read in place (entries never change once published), or NULL; *plain (if not
+ * NULL): it needs no escaping, in JSON or text. */
+const char *fs_symbol_str(uint32_t sym, int *plain);
 
 #endif
