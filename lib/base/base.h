@@ -43,6 +43,20 @@ struct fs_real {
     int (*fexecve)(int, char *const[], char *const[]);
     void (*exit_)(int);  /* _exit */
     void (*Exit_)(int);  /* _Exit */
+    int (*mutex_lock)(pthread_mutex_t *);
+    int (*mutex_trylock)(pthread_mutex_t *);
+    int (*mutex_unlock)(pthread_mutex_t *);
+    int (*mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
+    int (*rwlock_rdlock)(pthread_rwlock_t *);
+    int (*rwlock_wrlock)(pthread_rwlock_t *);
+    int (*rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*rwlock_unlock)(pthread_rwlock_t *);
+    int (*rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
 };
 extern struct fs_real fs_real;
 /* Resolves every hook once. Safe to call from any wrapper, any number of times; never from
@@ -52,7 +66,8 @@ void fs_real_resolve(void);
  * each, and most processes never call most of what we wrap. */
 void *fs_real_resolve_one(const char *name);
 #define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_real_resolve(), fs_real.name))
-/* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolvers: call them directly. */
+/* sem_trywait, sem_wait, sem_post, sem_timedwait, pthread_mutex_lock, _trylock and _unlock start
+ * as resolvers: the hot wrappers call them directly, with no test. */
 
 struct fs_buf;
 

@@ -46,5 +46,8 @@ const char *fs_exe_path(void);
 /* Copies n bytes at addr, which may not be mapped: returns 0, or -1 if any of it is not readable
  * (never a fault). */
 int fs_safe_read(uintptr_t addr, void *out, size_t n);
+/* The path of the file mapped at `addr` (/proc/self/maps) into out[cap]; "" for anonymous memory.
+ * Returns 0 if `addr` is mapped at all, -1 if not or unknown. */
+int fs_maps_find(uintptr_t addr, char *out, size_t cap);
 
 #endif
