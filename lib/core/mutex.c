@@ -133,10 +133,11 @@ int fs_mutex_child_lock(pthread_mutex_t *m, struct fs_lock_outcome *out) {
     out->would_block = 1;
     int kind = atomic_load_explicit((_Atomic int *)&m->__data.__kind, memory_order_relaxed);
     const char *type = "pthread_mutex";
-    if (kind & KIND_PSHARED) return orphaned(out, m, type, o, "process_shared"), 0;
+    /* Robust first: glibc marks every robust mutex process-shared too (the kernel wakes them). */
     if (kind & KIND_ROBUST) return orphaned(out, m, type, o, "robust"), 0;
     if (kind & KIND_PRIO_INHERIT) return orphaned(out, m, type, o, "priority_inheritance"), 0;
     if (kind & KIND_PRIO_PROTECT) return orphaned(out, m, type, o, "priority_protect"), 0;
+    if (kind & KIND_PSHARED) return orphaned(out, m, type, o, "process_shared"), 0;
     const char *refused = fs_repair_refusal(FS_LOCK_PTHREAD, 1); /* a mutex is a lock by type */
     if (refused) return orphaned(out, m, type, o, refused), 0;
     if (!atomic_compare_exchange_strong(owner, &o, (int)fs_gettid())) return 0; /* another took it */
