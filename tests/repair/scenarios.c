@@ -3,8 +3,9 @@
 // real fork in a process whose other thread holds a semaphore used as a lock. A case judges its
 // own child with a bounded wait and knows what to expect with and without the shim loaded, so
 // the same case run both ways shows the hang and the repair. Reports are checked by the driver
-// (tests/check_c.py) from the log file.
-#include "common.h"
+// (tests/repair/check_c.py) from the log file. The holder thread (holder_main), CHECK and the
+// bounded waits are tests/lib/forksafe_test.h's.
+#include "forksafe_test.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -14,22 +15,6 @@
 
 #define HANG_MS 1500   /* without the shim a blocked child is declared hung after this */
 #define DONE_MS 10000  /* with the shim a child must finish within this */
-
-void *holder_main(void *p) {
-    struct holder *h = p;
-    if (h->name) pthread_setname_np(pthread_self(), h->name);
-    h->tid = (pid_t)syscall(SYS_gettid);
-    if (h->prove) { /* a complete take-then-post first: the semaphore is a proven lock */
-        CHECK(sem_wait(h->sem) == 0);
-        CHECK(sem_post(h->sem) == 0);
-    }
-    CHECK(sem_wait(h->sem) == 0);
-    CHECK(write(h->ready[1], "r", 1) == 1);
-    char c;
-    CHECK(read(h->release[0], &c, 1) == 1);
-    CHECK(sem_post(h->sem) == 0);
-    return NULL;
-}
 
 /* In a child: the lock behaves as a free lock once released. */
 static void lock_still_works(sem_t *s) {
@@ -447,7 +432,7 @@ static int case_fd2_reuse(void) {
     return 0;
 }
 
-/* The library of tests/c/atfork_lib.c registered its handlers from its constructor, before ours.
+/* The library of tests/repair/atfork_lib.c registered its handlers from its constructor, before ours.
  * Its prepare handler stops its worker thread (that thread is not lost); its child handler takes
  * a lock held by our holder (lost), which only works if our child handler ran first. */
 #ifdef WITH_ATFORK_LIB
