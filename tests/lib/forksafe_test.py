@@ -502,7 +502,8 @@ def stop_gracefully(proc, what, log=None):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         stop_kill(proc)
-        fail("%s did not stop on SIGTERM" % what, extra=log or "")
+        fail("%s did not stop on SIGTERM" % what,
+             extra=read(log) if log and os.path.exists(log) else (log or ""))
 
 
 def no_answer(proc, port, what, timeout=3):
