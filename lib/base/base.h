@@ -43,13 +43,31 @@ struct fs_real {
     int (*fexecve)(int, char *const[], char *const[]);
     void (*exit_)(int);  /* _exit */
     void (*Exit_)(int);  /* _Exit */
+    int (*mutex_lock)(pthread_mutex_t *);
+    int (*mutex_trylock)(pthread_mutex_t *);
+    int (*mutex_unlock)(pthread_mutex_t *);
+    int (*mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
+    int (*rwlock_rdlock)(pthread_rwlock_t *);
+    int (*rwlock_wrlock)(pthread_rwlock_t *);
+    int (*rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*rwlock_unlock)(pthread_rwlock_t *);
+    int (*rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
 };
 extern struct fs_real fs_real;
 /* Resolves every hook once. Safe to call from any wrapper, any number of times; never from
  * inside fork() (dlsym may allocate). */
 void fs_real_resolve(void);
+/* One function alone (start-up needs only __register_atfork): dlsym costs about a microsecond
+ * each, and most processes never call most of what we wrap. */
+void *fs_real_resolve_one(const char *name);
 #define FS_REAL(name) (fs_likely(fs_real.name != NULL) ? fs_real.name : (fs_real_resolve(), fs_real.name))
-/* sem_trywait, sem_wait, sem_post, sem_timedwait start as resolvers: call them directly. */
+/* sem_trywait, sem_wait, sem_post, sem_timedwait, pthread_mutex_lock, _trylock and _unlock start
+ * as resolvers: the hot wrappers call them directly, with no test. */
 
 struct fs_buf;
 
@@ -61,13 +79,18 @@ enum fs_setting_id {
     FS_SET_COUNT
 };
 #undef FS_SETTING
-#define FS_SETTING_STR_MAX 512
+#define FS_SETTING_STR_MAX 512    /* a path */
 struct fs_setting_value {
     int num;                        /* enum index (see settings_enums.h), 0/1 for a boolean, or integer */
-    char str[FS_SETTING_STR_MAX];   /* the effective text */
     int from_env;                   /* 1 if the environment set it (validly) */
+    const char *str;                /* the effective text: `word` or, for a path, `path` */
+    char word[24];
 };
-struct fs_settings { struct fs_setting_value v[FS_SET_COUNT]; };
+/* Small, so that a process's start touches one page for it. */
+struct fs_settings {
+    struct fs_setting_value v[FS_SET_COUNT];
+    char path[FS_SETTING_STR_MAX];  /* the one path setting's text (FORKSAFE_LOG) */
+};
 extern struct fs_settings fs_settings;
 /* Parses every setting from `get` (getenv in production; NULL for every name in secure mode).
  * Invalid values keep the default and write one warning line each to `warn_fd` (-1: none).
@@ -136,5 +159,8 @@ uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure 
 /* "fn+0x10 (/lib/x.so)", or "0x2e1970 (/usr/bin/python3.11)" without a symbol, into out[cap];
  * returns 0, or -1 (out "") for an unknown routine. */
 int fs_symbol_text(uint32_t sym, char *out, size_t cap);
+/* The same text, read in place (entries never change once published), or NULL; *plain (if not
+ * NULL): it needs no escaping, in JSON or text. */
+const char *fs_symbol_str(uint32_t sym, int *plain);
 
 #endif

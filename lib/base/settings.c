@@ -60,7 +60,8 @@ static int parse_bool(const char *v) {
 }
 
 /* Sets `out` from `text`; returns 0, or -1 if the text is not a valid value. */
-static int set_value(const struct fs_setting_desc *d, struct fs_setting_value *out, const char *text) {
+static int set_value(const struct fs_setting_desc *d, struct fs_settings *s, struct fs_setting_value *out,
+                     const char *text) {
     int num = 0;
     switch (d->kind) {
     case FS_KIND_ENUM: num = choice_index(d->choices, text); break;
@@ -70,10 +71,13 @@ static int set_value(const struct fs_setting_desc *d, struct fs_setting_value *o
     }
     if (num < 0) return -1;
     out->num = num;
-    size_t len = strlen(text);
-    if (len >= sizeof out->str) len = sizeof out->str - 1;
-    memcpy(out->str, text, len);
-    out->str[len] = '\0';
+    if (d->kind == FS_KIND_PATH) { /* settings.def has one path setting: FORKSAFE_LOG */
+        fs_strlcpy(s->path, text, sizeof s->path);
+        out->str = s->path;
+    } else { /* a valid value of the other kinds is short */
+        fs_strlcpy(out->word, text, sizeof out->word);
+        out->str = out->word;
+    }
     return 0;
 }
 
@@ -107,13 +111,13 @@ int fs_settings_parse(struct fs_settings *out, const char *(*get)(const char *),
     for (int i = 0; i < FS_SET_COUNT; i++) {
         const struct fs_setting_desc *d = &desc[i];
         struct fs_setting_value *v = &out->v[i];
-        set_value(d, v, d->def);
+        set_value(d, out, v, d->def);
         v->from_env = 0;
         char name[64] = "FORKSAFE_";
         strncat(name, d->env, sizeof name - strlen(name) - 1);
         const char *text = get(name);
         if (!text) continue;
-        if (set_value(d, v, text) == 0) {
+        if (set_value(d, out, v, text) == 0) {
             v->from_env = 1;
         } else {
             warn(warn_fd, d, text);

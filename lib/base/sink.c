@@ -144,7 +144,11 @@ static int open_log(void) {
             fs_sink_warn(FS_WARN_LOG_OPEN, "cannot open FORKSAFE_LOG", path, "; reports go to stderr");
         return -1;
     }
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && parent_dir(path, &dir) == 0 && !trusted_owner(&dir, st.st_uid)) {
+    /* A file someone else owns, in a directory where they could have planted it (the rule of
+     * fs.protected_regular). Our own file -- the one we just created -- is fine anywhere: the
+     * descriptor refers to it, whatever happens to the name. */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid != geteuid() && parent_dir(path, &dir) == 0 &&
+        !trusted_owner(&dir, st.st_uid)) {
         close(fd);
         fs_sink_warn(FS_WARN_LOG_OWNER, "FORKSAFE_LOG", path,
                      " is a file of another user in a world-writable directory: not written; reports go to stderr");

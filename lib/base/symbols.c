@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Start routines resolved to "symbol+0xoff (library)" with dladdr, in pthread_create, never on
 // the fork path (dladdr takes the loader lock). A small lock-free cache keyed by address: most
-// programs start all their threads from a handful of routines. fs_symbol_text() only reads
+// programs start all their threads from a handful of routines; each entry's text is rendered
+// once. fs_symbol_str() and fs_symbol_text() only read
 // published entries and is async-signal-safe. The main program is named by its real path
 // (/proc/self/exe): dladdr would give argv[0], which setproctitle rewrites.
 #include "base.h"
@@ -16,9 +17,8 @@
 
 struct sym_entry {
     _Atomic uintptr_t addr;   /* 0 free, 1 being filled, else the published address */
-    uintptr_t offset;
-    char name[64];
-    char lib[96];
+    int plain;                /* `text` is printable ASCII without quotes or backslashes */
+    char text[176];           /* "fn+0x10 (/lib/x.so)", rendered once, when resolved */
 };
 static struct sym_entry cache[SYM_SLOTS];
 
@@ -52,38 +52,47 @@ uint32_t fs_symbol_lookup(const void *addr) {
         int found = dladdr1(addr, &info, (void **)&map, RTLD_DL_LINKMAP) != 0;
         if (found && map && map->l_name && map->l_name[0] == '\0' && fs_exe_path()[0])
             info.dli_fname = fs_exe_path(); /* the main program */
+        char name[64], lib[96];
+        uintptr_t offset;
         if (found && info.dli_sname && info.dli_saddr) {
-            copy(e->name, sizeof e->name, info.dli_sname);
-            e->offset = a - (uintptr_t)info.dli_saddr;
+            copy(name, sizeof name, info.dli_sname);
+            offset = a - (uintptr_t)info.dli_saddr;
         } else {
-            e->name[0] = '\0';
-            e->offset = info.dli_fbase ? a - (uintptr_t)info.dli_fbase : a;
+            name[0] = '\0';
+            offset = info.dli_fbase ? a - (uintptr_t)info.dli_fbase : a;
         }
-        copy(e->lib, sizeof e->lib, info.dli_fname);
+        copy(lib, sizeof lib, info.dli_fname);
+        struct fs_buf b;
+        fs_buf_init(&b, e->text, sizeof e->text - 1, -1);
+        if (name[0]) {
+            fs_buf_str(&b, name);
+            fs_buf_chr(&b, '+');
+        }
+        fs_buf_hex(&b, offset);
+        if (lib[0]) {
+            fs_buf_str(&b, " (");
+            fs_buf_str(&b, lib);
+            fs_buf_chr(&b, ')');
+        }
+        e->text[b.len] = '\0';
+        e->plain = 1;
+        for (const unsigned char *c = (const unsigned char *)e->text; *c; c++)
+            if (*c < 0x20 || *c >= 0x7f || *c == '"' || *c == '\\') e->plain = 0;
         atomic_store_explicit(&e->addr, a, memory_order_release);
         return (uint32_t)(e - cache) + 1;
     }
     return 0; /* the neighbourhood is full: the report says the address only */
 }
 
-int fs_symbol_text(uint32_t sym, char *out, size_t cap) {
-    struct fs_buf b;
-    fs_buf_init(&b, out, cap - 1, -1);
+const char *fs_symbol_str(uint32_t sym, int *plain) {
     const struct sym_entry *e = sym >= 1 && sym <= SYM_SLOTS ? &cache[sym - 1] : NULL;
-    if (!e || atomic_load_explicit(&e->addr, memory_order_acquire) <= SYM_CLAIMED) {
-        out[0] = '\0';
-        return -1;
-    }
-    if (e->name[0]) {
-        fs_buf_str(&b, e->name);
-        fs_buf_chr(&b, '+');
-    }
-    fs_buf_hex(&b, e->offset);
-    if (e->lib[0]) {
-        fs_buf_str(&b, " (");
-        fs_buf_str(&b, e->lib);
-        fs_buf_chr(&b, ')');
-    }
-    out[b.len] = '\0';
-    return 0;
+    if (!e || atomic_load_explicit(&e->addr, memory_order_acquire) <= SYM_CLAIMED) return NULL;
+    if (plain) *plain = e->plain;
+    return e->text;
+}
+
+int fs_symbol_text(uint32_t sym, char *out, size_t cap) {
+    const char *s = fs_symbol_str(sym, NULL);
+    fs_strlcpy(out, s, cap);
+    return s ? 0 : -1;
 }

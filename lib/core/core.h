@@ -27,7 +27,7 @@ void fs_fork_parent(void);    /* ... unlocks */
 void fs_fork_child(void);     /* new tid, lost threads, the child is armed and owes a report */
 
 /* ---- repair.c: the repair policy ---- */
-enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK };
+enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK, FS_LOCK_PTHREAD };
 /* Whether a lock that a thread lost at the fork holds may be handed to the caller, which would
  * otherwise block on it. `proven`: the lock has been seen used as a lock (taken and released by
  * one thread), or is one by its type (an RLock has an owner). NULL: repair. Otherwise the reason
@@ -42,6 +42,8 @@ struct fs_lock_outcome {
     const char *event;            /* "lock_repaired", "lock_orphaned" or NULL: nothing to report */
     const void *lock;
     fs_token owner;               /* the lost thread that held it; 0: unknown */
+    pid_t owner_tid;              /* its tid, when the lock records one (pthread locks) */
+    uintptr_t waiter_pc;          /* where the waiting call came from (pthread locks), or 0 */
     const char *reason;           /* lock_orphaned: why it was not repaired */
 };
 
@@ -50,6 +52,15 @@ struct fs_lock_outcome {
  * not (once per semaphore). Returns 0 if the caller now holds it, -1 if it must do its real,
  * blocking wait. errno is unchanged. Async-signal-safe. */
 int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out);
+
+/* ---- mutex.c: pthread mutexes and rwlocks in a forked child ---- */
+/* Before a blocking lock in a forked child: the forking thread's own lock gets its new tid; one
+ * held by a lost thread is taken over (returns 1: the caller holds it now) or reported. */
+int fs_mutex_child_lock(pthread_mutex_t *m, struct fs_lock_outcome *out);
+int fs_rwlock_child_lock(pthread_rwlock_t *rw, int writer, struct fs_lock_outcome *out);
+/* Before any other operation in a forked child: the forking thread's own lock gets its new tid. */
+void fs_mutex_fix_forker(pthread_mutex_t *m);
+void fs_rwlock_fix_forker(pthread_rwlock_t *rw);
 
 /* ---- pylock.c: a forked child's wait on a CPython 3.13.1+ lock (PyMutex) ---- */
 /* `s` is an untagged semaphore that a blocking wait (`timed`: with a deadline) is about to wait

@@ -49,6 +49,10 @@ FS_FORK_PATH void fs_fork_prepare(void) {
     fs_py_prepare(0); /* no Python snapshot, unless this fork is multi-threaded and has one */
     pid_t pid = fs_proc_pid_checked(); /* handlers may run before fs_init */
     if (r->parent_pid != pid) r->parent_pid = pid;
+    /* The forking thread's tid, for its locks in the child: a process that never had another
+     * thread forks from its main thread, whose tid is its pid. */
+    pid_t forker = SINGLE ? pid : fs_gettid();
+    if (fs_proc.forker_old_tid != forker) fs_proc.forker_old_tid = forker;
     if (SINGLE) return;
     fs_self_token(); /* the forking thread keeps a slot: it never needs a new one in the child */
     r->forking_tid = fs_gettid();
@@ -69,6 +73,7 @@ FS_FORK_PATH void fs_fork_child(void) {
     fs_proc.pid = fs_sys_getpid();
     fs_proc.fork_seq++;
     fs_proc.single_since_fork = 1;
+    fs_proc.forked = 1;
     fs_registry_after_fork_child(fs_fork_record.parent_pid);
     unlock();
     if (fs_proc.fork_recorded) {

@@ -40,12 +40,14 @@ long fs_thread_syscall(pid_t tid);
 /* Is thread `tid` of this process blocked in a system call that waits for an event (futex,
  * poll, accept, read, ...)? 1 yes; 0 no: running, sleeping inside a work loop, disk I/O. */
 int fs_thread_waiting(pid_t tid);
-/* The main program's path (readlink /proc/self/exe), read once by fs_platform_init: dladdr's
- * name for it is argv[0], which setproctitle overwrites. "" if unknown. */
+/* The main program's path (readlink /proc/self/exe, read at the first call, outside fork):
+ * dladdr's name for it is argv[0], which setproctitle overwrites. "" if unknown. */
 const char *fs_exe_path(void);
-void fs_platform_init(void);
 /* Copies n bytes at addr, which may not be mapped: returns 0, or -1 if any of it is not readable
  * (never a fault). */
 int fs_safe_read(uintptr_t addr, void *out, size_t n);
+/* The path of the file mapped at `addr` (/proc/self/maps) into out[cap]; "" for anonymous memory.
+ * Returns 0 if `addr` is mapped at all, -1 if not or unknown. */
+int fs_maps_find(uintptr_t addr, char *out, size_t cap);
 
 #endif

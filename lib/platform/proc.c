@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -121,15 +123,18 @@ long fs_thread_syscall(pid_t tid) {
 }
 
 static char exe_path[4096];
+static _Atomic int exe_known;
 
-void fs_platform_init(void) {
-    int saved = errno;
-    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
-    exe_path[n > 0 ? n : 0] = '\0';
-    errno = saved;
+const char *fs_exe_path(void) {
+    if (!atomic_load_explicit(&exe_known, memory_order_acquire)) {
+        int saved = errno;
+        ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+        exe_path[n > 0 ? n : 0] = '\0';
+        errno = saved;
+        atomic_store_explicit(&exe_known, 1, memory_order_release);
+    }
+    return exe_path;
 }
-
-const char *fs_exe_path(void) { return exe_path; }
 
 /* process_vm_readv on ourselves reports an unmapped address as EFAULT instead of faulting; where
  * it is refused (some seccomp profiles), write(2) into a pipe does the same. */
@@ -148,4 +153,58 @@ int fs_safe_read(uintptr_t addr, void *out, size_t n) {
     }
     errno = saved;
     return r == (ssize_t)n ? 0 : -1;
+}
+
+/* The file mapped at `addr` (/proc/self/maps), into out[cap]: "" for anonymous memory (the heap,
+ * a thread's stack) or if unknown. Read in chunks into a stack buffer; no allocation. */
+int fs_maps_find(uintptr_t addr, char *out, size_t cap) {
+    out[0] = '\0';
+    int saved = errno;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    char buf[4096];
+    size_t have = 0;
+    int found = -1;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0 && have == 0) break;
+        if (n > 0) have += (size_t)n;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
+            *nl = '\0';
+            uintptr_t lo = 0, hi = 0;
+            char *p = line;
+            for (; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++) lo = lo * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+            if (*p == '-') p++;
+            for (; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++) hi = hi * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+            if (addr >= lo && addr < hi) {
+                char *path = p;
+                for (int field = 0; field < 4 && *path; field++) { /* perms offset dev inode */
+                    while (*path == ' ') path++;
+                    while (*path && *path != ' ') path++;
+                }
+                while (*path == ' ') path++;
+                if (*path == '/') {
+                    size_t k = 0;
+                    while (path[k] && k + 1 < cap) { out[k] = path[k]; k++; }
+                    out[k] = '\0';
+                }
+                found = 0;
+                goto done;
+            }
+            line = nl + 1;
+        }
+        size_t rest = have - (size_t)(line - buf);
+        if (n <= 0 || rest == sizeof buf - 1) break; /* end, or a line too long to hold */
+        memmove(buf, line, rest);
+        have = rest;
+    }
+done:
+    close(fd);
+    errno = saved;
+    return found;
 }

@@ -81,6 +81,7 @@ int fs_py_detect(void) {
     R(Frame_GetCode, "PyFrame_GetCode");
     R(Frame_GetBack, "PyFrame_GetBack");
     R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
+    R(Frame_GetLasti, "PyFrame_GetLasti");
     R(IsFinalizing, "Py_IsFinalizing");
     if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
     R(None, "_Py_NoneStruct");
@@ -94,6 +95,8 @@ int fs_py_detect(void) {
     R(Tuple_GetItem, "PyTuple_GetItem");
     R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
     R(Unicode_FromString, "PyUnicode_FromString");
+    R(Intern_FromString, "PyUnicode_InternFromString");
+    if (py.String_AsString) R(Intern_FromString, "PyString_InternFromString"); /* 2.7: str keys */
     if (py.String_AsString) R(Unicode_FromString, "PyString_FromString"); /* 2.7: str keys */
     R(GetVersion, "Py_GetVersion");
     R(Object_GenericGetDict, "PyObject_GenericGetDict");
@@ -166,18 +169,66 @@ uint64_t fs_py_ulong(PyObj *o) {
     return v;
 }
 
+/* Key objects for the few names we look up in __dict__s, made once (interned) per literal:
+ * PyDict_GetItemString would build and hash a new string at every call. */
+#define KEYS 16
+static struct { const char *literal; PyObj *key; } keys[KEYS];
+
+static PyObj *key_for(const char *literal) {
+    for (int i = 0; i < KEYS && keys[i].literal; i++)
+        if (keys[i].literal == literal) return keys[i].key;
+    PyObj *k = py.Intern_FromString ? py.Intern_FromString(literal) : NULL; /* kept: an interned name */
+    for (int i = 0; k && i < KEYS; i++)
+        if (!keys[i].literal) {
+            keys[i].key = k;
+            keys[i].literal = literal;
+            break;
+        }
+    return k;
+}
+
+static PyObj *dict_get(PyObj *d, const char *key) {
+    PyObj *k = key_for(key);
+    return k ? py.Dict_GetItem(d, k) : py.Dict_GetItemString(d, key);
+}
+
 PyObj *fs_py_dict_item(PyObj *o, const char *key) {
     PyObj *d = NULL, *r = NULL;
     if (py.Object_GenericGetDict) {
         d = py.Object_GenericGetDict(o, NULL); /* new reference */
-        r = d ? py.Dict_GetItemString(d, key) : NULL;
+        r = d ? dict_get(d, key) : NULL;
         if (d) py.DecRef(d);                   /* r stays alive: the object holds its dict */
     } else if (py.Object_GetDictPtr) {
         PyObj **p = py.Object_GetDictPtr(o);
-        r = p && *p ? py.Dict_GetItemString(*p, key) : NULL;
+        r = p && *p ? dict_get(*p, key) : NULL;
     }
     py.Err_Clear();
     return r;
+}
+
+/* Line numbers: computing one walks the code's line table (about a thousand instructions), and
+ * the threads of a pool sit in the same few frames. So within one walk session (a snapshot, a
+ * creation stack) a line is computed once per (code object, instruction offset); the code
+ * objects are alive throughout the session (their frames hold them), so the key cannot be
+ * reused inside it. 3.11+ (PyFrame_GetLasti); earlier versions compute every line. */
+#define LINE_CACHE 512
+static struct { PyObj *code; int lasti, line; } line_cache[LINE_CACHE];
+static uint32_t line_session, line_cache_session[LINE_CACHE];
+
+void fs_py_walk_session(void) { line_session++; }
+
+static int line_of(PyObj *f, PyObj *code) {
+    if (!py.Frame_GetLasti || !code) return py.Frame_GetLineNumber(f);
+    int lasti = py.Frame_GetLasti(f);
+    unsigned h = (unsigned)((((uintptr_t)code >> 4) * 31u + (unsigned)lasti) % LINE_CACHE);
+    if (line_cache_session[h] == line_session && line_cache[h].code == code && line_cache[h].lasti == lasti)
+        return line_cache[h].line;
+    int line = py.Frame_GetLineNumber(f);
+    line_cache[h].code = code;
+    line_cache[h].lasti = lasti;
+    line_cache[h].line = line;
+    line_cache_session[h] = line_session;
+    return line;
 }
 
 int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx) {
@@ -185,7 +236,7 @@ int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx) {
     PyObj *f = frame, *owned = NULL;
     while (f && f != py.None && n < depth) {
         PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
-        fn(ctx, code, py.Frame_GetLineNumber(f));
+        fn(ctx, code, line_of(f, code));
         if (code) py.DecRef(code);
         n++;
         PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");

@@ -40,6 +40,7 @@ struct fs_py_api {
     PyObj *(*Frame_GetCode)(PyObj *);              /* 3.9+ */
     PyObj *(*Frame_GetBack)(PyObj *);              /* 3.9+ */
     int (*Frame_GetLineNumber)(PyObj *);
+    int (*Frame_GetLasti)(PyObj *);                /* 3.11+ */
     int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
     PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
     PyObj *(*Eval_GetBuiltins)(void);             /* borrowed */
@@ -50,6 +51,7 @@ struct fs_py_api {
     PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
     PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
     PyObj *(*Unicode_FromString)(const char *);
+    PyObj *(*Intern_FromString)(const char *);     /* PyUnicode_InternFromString, 2.7: PyString_ */
     const char *(*GetVersion)(void);
     PyObj *(*Object_GenericGetDict)(PyObj *, void *);  /* 3.3+: an instance __dict__, no user code */
     PyObj **(*Object_GetDictPtr)(PyObj *);         /* 2.7 */
@@ -70,12 +72,15 @@ PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference */
 const char *fs_py_str(PyObj *o);                        /* str's UTF-8 (2.7: bytes), borrowed */
 uint64_t fs_py_ulong(PyObj *o);                         /* an int's value, masked */
 /* An item of an object's own __dict__, read without running any code of the object's class
- * (no properties, no __getattr__); borrowed. */
+ * (no properties, no __getattr__); borrowed. `key` must be a string literal (its key object is
+ * made once and found again by the literal's address). */
 PyObj *fs_py_dict_item(PyObj *o, const char *key);
 /* One frame walker: up to `depth` frames of `frame` (borrowed), innermost first, each given to
  * `fn` as its code object (borrowed) and line. Only the public frame API: no locals are read. */
 typedef void (*fs_py_frame_fn)(void *ctx, PyObj *code, int line);
 int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx);
+/* Starts a walk session: caches (line numbers) from earlier walks are not trusted after it. */
+void fs_py_walk_session(void);
 
 /* ---- snapshot.c, for the other parts ---- */
 /* Reads every Python thread's name and stack into the snapshot. The GIL is held. */

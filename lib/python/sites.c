@@ -93,6 +93,7 @@ void fs_py_capture_creation(struct fs_thread *t) {
     PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL;
     if (!f) return;
     starting_thread_name(t->pyname, sizeof t->pyname);
+    fs_py_walk_session();
     struct creation c = {t};
     fs_py_walk(f, FS_CREATE_DEPTH, add_site, &c);
 }

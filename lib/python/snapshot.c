@@ -100,6 +100,7 @@ void fs_py_snapshot_take(void) {
     snap.nframes = 0;
     fs_arena_reset(&snap.strings);
     memset(code_cache, 0, sizeof code_cache);
+    fs_py_walk_session();
     ssize_t pos = 0;
     PyObj *key, *frame;
     while (py.Dict_Next(frames, &pos, &key, &frame) && snap.nthreads < PY_MAX_THREADS) {

@@ -42,6 +42,15 @@ void fs_out_str(struct fs_out *o, const char *key, const char *s) {
     else fs_buf_str(&o->b, "null");
 }
 
+void fs_out_plain(struct fs_out *o, const char *key, const char *s) {
+    if (o->json) {
+        member(o, key);
+        fs_buf_chr(&o->b, '"');
+    }
+    fs_buf_str(&o->b, s);
+    if (o->json) fs_buf_chr(&o->b, '"');
+}
+
 void fs_out_quoted(struct fs_out *o, const char *key, const char *s) {
     if (o->json) return fs_out_str(o, key, s);
     fs_buf_chr(&o->b, '\'');
@@ -165,8 +174,9 @@ int fs_app_frame(const struct fs_thread *t) {
 }
 
 void fs_out_thread(struct fs_out *o, const char *key, const struct fs_thread_view *v) {
-    char start[256];
-    int known = fs_symbol_text(v->start_sym, start, sizeof start) == 0;
+    int plain = 0;
+    const char *start = fs_symbol_str(v->start_sym, &plain);
+    int known = start != NULL;
     fs_out_obj(o, key);
     fs_out_line(o, "  ");
     if (v->label) {
@@ -185,7 +195,8 @@ void fs_out_thread(struct fs_out *o, const char *key, const struct fs_thread_vie
         fs_out_str(o, "python_name", NULL); /* a Python thread without a Thread object */
     }
     fs_out_text(o, known ? " started at " : " (start routine unknown)");
-    fs_out_str(o, "start", known ? start : NULL);
+    if (known && plain) fs_out_plain(o, "start", start);
+    else fs_out_str(o, "start", start);
     if (v->state && o->json) fs_out_str(o, "state", v->state);
     if (v->created && v->app >= 0 && !o->json) {
         const char *file, *func;

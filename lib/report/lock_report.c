@@ -5,15 +5,17 @@
 // ran it). Async-signal-safe.
 #include "report.h"
 
+#include <string.h>
 #include <sys/prctl.h>
 
 struct lock_ctx {
     int repaired;
-    const char *type;          /* "semaphore", "python_rlock" */
-    const char *type_text;     /* "semaphore", "Python RLock" */
+    const char *type;          /* "semaphore", "python_rlock", "pthread_mutex", ... */
+    const char *type_text;     /* "semaphore", "Python RLock", "pthread mutex", ... */
     uintptr_t lock;
     pid_t owner_tid;
     const char *owner_name, *owner_pyname, *reason;
+    const char *lock_in, *waiter_in; /* the library holding the lock, and the waiting code's */
 };
 
 /* Text: "thread TID 'name'" of the calling thread (JSON has it as tid and name). */
@@ -39,6 +41,11 @@ static void render_lock(struct fs_out *o, const void *ctx) {
     fs_out_text(o, " ");
     fs_out_hex(o, "lock", c->lock);
     if (o->json) fs_out_str(o, "type", c->type);
+    if (c->lock_in && c->lock_in[0]) {
+        fs_out_text(o, " (in ");
+        fs_out_str(o, "lock_in", c->lock_in);
+        fs_out_text(o, ")");
+    }
     if (c->owner_name) {
         fs_out_text(o, c->repaired ? ": held by lost thread " : ", held by lost thread ");
         fs_out_int(o, "owner_tid", c->owner_tid);
@@ -60,6 +67,10 @@ static void render_lock(struct fs_out *o, const void *ctx) {
         fs_out_int(o, "tid", fs_gettid());
         fs_out_str(o, "name", name);
     }
+    if (c->waiter_in && c->waiter_in[0]) {
+        fs_out_text(o, c->repaired ? ", called from " : ", waiting in ");
+        fs_out_str(o, "waiter_in", c->waiter_in);
+    }
     if (c->repaired && c->type[0] == 'p') { /* python_rlock */
         fs_out_text(o, ", released: free again for ");
         text_self(o, name);
@@ -73,18 +84,32 @@ static void render_lock(struct fs_out *o, const void *ctx) {
     }
 }
 
+static const char *type_text(const char *type) {
+    static const char *const names[][2] = {{"semaphore", "semaphore"}, {"python_rlock", "Python RLock"},
+                                           {"python_lock", "Python Lock"}, {"pthread_mutex", "pthread mutex"},
+                                           {"pthread_rwlock", "pthread rwlock"}};
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(type, names[i][0]) == 0) return names[i][1];
+    return type;
+}
+
 void fs_report_lock_outcome(const struct fs_lock_outcome *out) {
     const struct fs_thread *t = out->owner ? fs_thread_by_token(out->owner) : NULL;
-    char oname[16] = "";
-    if (t) fs_thread_name(t, t->home_pid, t->tid, oname);
     const char *type = out->type ? out->type : "semaphore";
-    const char *text = type[0] == 's' ? "semaphore" : type[7] == 'r' ? "Python RLock" : "Python Lock";
-    struct lock_ctx c = {out->event[5] == 'r', type, text, (uintptr_t)out->lock, t ? t->tid : 0, t ? oname : NULL,
-                         t ? t->pyname : NULL, out->reason};
-    fs_emit(out->event, NULL, render_lock, &c, 1024);
+    pid_t owner_tid = t ? t->tid : out->owner_tid;
+    char oname[16] = "", lock_in[256] = "", waiter_in[256] = "";
+    if (t) fs_thread_name(t, t->home_pid, t->tid, oname);
+    else if (owner_tid) fs_read_comm(fs_fork_record.parent_pid, owner_tid, oname);
+    if (type[0] == 'p' && type[1] == 't') { /* pthread locks: which libraries are involved */
+        fs_maps_find((uintptr_t)out->lock, lock_in, sizeof lock_in);
+        if (out->waiter_pc) fs_maps_find(out->waiter_pc, waiter_in, sizeof waiter_in);
+    }
+    struct lock_ctx c = {out->event[5] == 'r', type, type_text(type), (uintptr_t)out->lock, owner_tid,
+                         t || owner_tid ? oname : NULL, t ? t->pyname : NULL, out->reason, lock_in, waiter_in};
+    fs_emit(out->event, NULL, render_lock, &c, 2048);
 }
 
 void fs_report_python_rlock(uintptr_t lock, pid_t owner_tid, const char *owner_name, const char *owner_pyname) {
-    struct lock_ctx c = {1, "python_rlock", "Python RLock", lock, owner_tid, owner_name, owner_pyname, NULL};
+    struct lock_ctx c = {1, "python_rlock", "Python RLock", lock, owner_tid, owner_name, owner_pyname, NULL, NULL, NULL};
     fs_emit("lock_repaired", NULL, render_lock, &c, 1024);
 }

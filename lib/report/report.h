@@ -35,6 +35,8 @@ void fs_emit(const char *event, const struct timespec *when, fs_render_fn render
 void fs_out_int(struct fs_out *o, const char *key, long long v);
 void fs_out_str(struct fs_out *o, const char *key, const char *s);    /* NULL: null (JSON), nothing (text) */
 void fs_out_quoted(struct fs_out *o, const char *key, const char *s); /* text: 'value' */
+/* A string known to need no escaping (printable ASCII, no quote or backslash): copied as it is. */
+void fs_out_plain(struct fs_out *o, const char *key, const char *s);
 void fs_out_hex(struct fs_out *o, const char *key, uintptr_t v);      /* JSON: "0x..." */
 /* Text only (JSON: nothing): a literal, and the start of a new line (prefix, then indent). */
 void fs_out_text(struct fs_out *o, const char *s);

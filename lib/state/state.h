@@ -19,6 +19,8 @@ struct fs_process {
     _Atomic int armed;          /* hot-path flag: a forked child that may hold orphaned locks */
     _Atomic int report_owed;    /* this child still owes its fork report ... */
     pid_t report_owed_pid;      /* ... this very process (a vfork child shares our memory) */
+    int forked;                 /* a forked child (any fork): the pthread wrappers check their locks */
+    pid_t forker_old_tid;       /* in a child: the forking thread's tid in the parent */
     _Atomic int fork_busy;      /* core/fork.c: one fork at a time owns the fork record */
     int fork_recorded;          /* core/fork.c: the prepare handler recorded a multi-threaded fork */
 };

@@ -35,6 +35,7 @@ void fs_atfork_register(void) {
     int expected = 0;
     if (atomic_load_explicit(&done, memory_order_acquire) || !atomic_compare_exchange_strong(&done, &expected, 1))
         return;
+    if (!fs_real.register_atfork) fs_real.register_atfork = fs_real_resolve_one("__register_atfork");
     FS_REAL(register_atfork)(prepare, parent, child, &__dso_handle);
 }
 

@@ -16,7 +16,8 @@
 #include "wrap.h"
 
 FS_EXPORT pid_t fork(void) {
-    pid_t (*real)(void) = FS_REAL(fork);
+    fs_real_resolve(); /* everything a child might call, resolved before there is one */
+    pid_t (*real)(void) = fs_real.fork;
     fs_init();
     if (fs_proc.tracking) {
         fs_report_fork_if_owed();

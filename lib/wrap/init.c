@@ -49,8 +49,6 @@ void fs_init(void) {
     if (fs_likely(atomic_load_explicit(&state, memory_order_acquire) == 2)) return;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&state, &expected, 1)) return; /* done, or in progress */
-    fs_real_resolve();
-    fs_platform_init();
     fs_proc.pid = fs_sys_getpid();
     fs_proc.secure = getauxval(AT_SECURE) != 0;
     fs_settings_parse(&fs_settings, env_get, 2);

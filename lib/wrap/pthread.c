@@ -20,7 +20,8 @@ static void *thread_start(void *p) {
 }
 
 FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg) {
-    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = FS_REAL(pthread_create);
+    fs_real_resolve(); /* a multi-threaded process may fork: have everything resolved first */
+    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = fs_real.pthread_create;
     fs_init();
     if (!fs_proc.tracking) return real(thread, attr, start, arg);
     int saved = errno;

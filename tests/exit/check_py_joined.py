@@ -14,15 +14,13 @@
 #   - all together: the event lists the daemon thread only.
 # Python 2.7 has no concurrent.futures: there the pool part is not applicable (noted, not failed).
 #   check_py_joined.py --interp debian|pyenv:X.Y|PATH --shim build/lib/libforksafe.so
-import argparse
 import os
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, one_cpu,  # noqa: E402
-                     read_events, resolve_interp, run, shim_env)
+from forksafe_test import (base_env, check_exit_event, driver_args, fail, has_frame, mark, one_cpu,
+                           read_events, resolve_or_skip, run_done, shim_env)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROG = os.path.join(HERE, "py_exit_prog.py")
 REPEAT = 10
@@ -46,22 +44,19 @@ def facts(out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--interp", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    interp = resolve_interp(a.interp)
+    a = driver_args("interp", "shim")
+    interp = resolve_or_skip(a.interp)
     wait_line = mark(PROG, "idle_wait")
     notes = []
 
     def run_mode(mode, tmp, tag, pinned=False, **settings):
         pin = one_cpu() if pinned else None
-        rc, out, err = run([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin)
+        rc, out, err = run_done([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin, text=True)
         if rc != 0:
             fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
         d = os.path.join(tmp, tag)
         os.mkdir(d)
-        rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d, **settings), timeout=60, preexec_fn=pin)
+        rc, out, err = run_done([interp, PROG, mode], shim_env(a.shim, d, **settings), timeout=60, preexec_fn=pin, text=True)
         if rc != 0:
             fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
         return facts(out), read_events(d)

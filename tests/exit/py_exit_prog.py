@@ -41,7 +41,7 @@ except ImportError:  # Python 2.7 without the futures backport
     concurrent = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pyhelp  # noqa: E402
+import program_helpers  # noqa: E402
 
 
 def say(*words):
@@ -52,7 +52,7 @@ def say(*words):
 def idle_daemon_main(stop, box):
     if hasattr(signal, "pthread_sigmask"):  # 3.3+: signals to the process go to main (dump)
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])
-    box.append(pyhelp.gettid())
+    box.append(program_helpers.gettid())
     stop.wait()  # MARK:idle_wait
 
 
@@ -62,14 +62,14 @@ def start_idle_daemon():
     t = threading.Thread(target=idle_daemon_main, args=(stop, box), name="idle-daemon")
     t.daemon = True
     t.start()
-    pyhelp.wait_until(lambda: box, "the daemon thread to start")
-    pyhelp.wait_blocked_in(box[0], t.ident, "wait", ("threading.py",), "the daemon in Event.wait")
+    program_helpers.wait_until(lambda: box, "the daemon thread to start")
+    program_helpers.wait_blocked_in(box[0], t.ident, "wait", ("threading.py",), "the daemon in Event.wait")
     say("DAEMON", box[0])
     return t
 
 
 def pool_job(x):
-    return pyhelp.gettid()
+    return program_helpers.gettid()
 
 
 def start_pool():
@@ -85,7 +85,7 @@ def start_pool():
 
 
 def nondaemon_main(go, box):
-    box.append(pyhelp.gettid())
+    box.append(program_helpers.gettid())
     go.wait(30)
     # Still some work after main has ended: the runtime must wait for this.
     deadline = time.time() + 0.2
@@ -98,7 +98,7 @@ def start_nondaemon():
     box = []
     t = threading.Thread(target=nondaemon_main, args=(go, box), name="nondaemon-worker")
     t.start()
-    pyhelp.wait_until(lambda: box, "the non-daemon thread to start")
+    program_helpers.wait_until(lambda: box, "the non-daemon thread to start")
     say("NONDAEMON", box[0])
     return go
 
@@ -115,7 +115,7 @@ def main():
         keep.append(start_idle_daemon())
 
     if mode == "dump":
-        say("MAIN", pyhelp.gettid())
+        say("MAIN", program_helpers.gettid())
         say("READY")
         while os.read(0, 4096):  # until the driver closes stdin; it signals us meanwhile
             pass

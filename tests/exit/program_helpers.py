@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# Helpers for the Python programs under test in tests/exit (Python 2.7 and 3.6+): native thread
+# Helpers for the Python programs under test in tests/exit (py_exit_prog.py, uwsgi_recycle_app.py;
+# Python 2.7 and 3.6+), not for the drivers (those use tests/lib/forksafe_test.py): native thread
 # ids, and bounded waits until a thread is really where a test wants it before the process ends.
 import os
 import sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# Prints the case names of tests/c/scenarios.c's cases[] table (what `scenarios list` prints),
+# Prints the case names of tests/repair/scenarios.c's cases[] table (what `scenarios list` prints),
 # for meson to register one test per case at configure time.
 import re
 import sys

@@ -4,40 +4,16 @@
 # report as a user would read it: Python thread names, and the files, functions and line numbers
 # of their stacks (the `# MARK:` comments of the scenario files).
 #   check_report.py --interp debian|pyenv:X.Y|PATH --case CASE --shim libforksafe.so
-import argparse
-import glob
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import interpreters  # noqa: E402
+from forksafe_test import driver_args, fail, frame, mark, read_events, resolve_or_skip, run_done, shim_env
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "report_scenarios.py")
 LIBMOD = os.path.join(HERE, "libthread_mod.py")
-
-
-def mark(path, name):
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if "# MARK:" + name in line:
-                return n
-    raise SystemExit("no MARK:%s in %s" % (name, path))
-
-
-def fail(msg, events=()):
-    print("FAIL: " + msg)
-    for e in events:
-        print(json.dumps(e))
-    sys.exit(1)
-
-
-def frame(path, func, line):
-    return {"file": path, "function": func, "line": line}
 
 
 def has_frame(thread, path, func, line):
@@ -45,29 +21,14 @@ def has_frame(thread, path, func, line):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--interp", required=True)
-    ap.add_argument("--case", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    interp = interpreters.resolve(a.interp)
-    if interp is None:
-        print("SKIP: interpreter %s is not on this machine" % a.interp)
-        sys.exit(77)
+    a = driver_args("interp", "case", "shim")
+    interp = resolve_or_skip(a.interp)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("FORKSAFE_", "LD_PRELOAD", "PYTHON"))}
-        env.update(LD_PRELOAD=os.path.abspath(a.shim), FORKSAFE_FORMAT="json",
-                   FORKSAFE_LOG=os.path.join(tmp, "log-%p.jsonl"), PYTHONWARNINGS="ignore")
-        p = subprocess.run([interp, SCENARIO, a.case], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
-        if p.returncode != 0:
-            fail("scenario exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
-        facts = json.loads([l for l in p.stdout.splitlines() if l.startswith("FACTS ")][0][6:])
-        events = []
-        for path in glob.glob(os.path.join(tmp, "*.jsonl")):
-            with open(path) as f:
-                events += [json.loads(l) for l in f]
+        p = run_done([interp, SCENARIO, a.case], shim_env(a.shim, tmp), timeout=120, text=True)
+        if p.rc != 0:
+            fail("scenario exit %d" % p.rc, extra=p.out + p.err)
+        facts = json.loads([l for l in p.out.splitlines() if l.startswith("FACTS ")][0][6:])
+        events = read_events(tmp)
     forks = [e for e in events if e["event"] == "fork"]
     repairs = [e for e in events if e["event"] == "lock_repaired"]
 

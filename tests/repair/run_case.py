@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import interpreters  # noqa: E402
 import tempfile
 
-SKIP = 77
+from forksafe_test import (base_env, env_shown, fail, python_version, read_events, resolve_or_skip, run,
+                           shim_env)
+
 TIMEOUT = 60  # seconds for any one subprocess: a hang fails the test instead of stalling it
 # held_lock.py's --hang-after: short where a hang is expected (the child is really blocked, so
 # waiting longer proves nothing), generous where the child must finish (a loaded machine).
@@ -35,39 +33,14 @@ KINDS = ("lock", "rlock", "logging", "queue", "condition", "print", "token")
 NO_LOCK_EVENTS = ("token",)  # kinds whose child must not see any lock repaired or reported
 
 
-class Failure(Exception):
-    pass
-
-
-def base_env():
-    """The environment for the scenario: nothing that changes how Python starts or buffers, no
-    preload and no shim settings inherited from whoever runs the tests."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_PRELOAD", "PYTHONUNBUFFERED", "PYTHONPATH", "PYTHONHOME")
-           and not k.startswith("FORKSAFE_")}
-    return env
-
-
-def run(cmd, env, what):
+def run_logged(cmd, env, what):
     """Runs `cmd`; returns (returncode, stdout, stderr). A timeout is a failure."""
-    shown = " ".join(cmd)
-    extra = " ".join("%s=%s" % (k, env[k]) for k in sorted(env) if k == "LD_PRELOAD" or k.startswith("FORKSAFE_"))
-    print("run (%s): %s%s" % (what, extra + " " if extra else "", shown))
-    try:
-        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=TIMEOUT, universal_newlines=True)
-    except subprocess.TimeoutExpired as e:
-        raise Failure("%s: no exit within %d s\nstdout:\n%s\nstderr:\n%s"
-                      % (what, TIMEOUT, e.stdout or "", e.stderr or ""))
-    return p.returncode, p.stdout, p.stderr
-
-
-def interp_version(interp):
-    code, out, err = run([interp, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                         base_env(), "version")
-    if code != 0:
-        raise Failure("cannot get the version of %s:\n%s%s" % (interp, out, err))
-    return tuple(int(x) for x in out.strip().split("."))
+    shown = env_shown(env)
+    print("run (%s): %s%s" % (what, shown + " " if shown else "", " ".join(cmd)))
+    r = run(cmd, env, timeout=TIMEOUT, text=True)
+    if r.hung:
+        fail("%s: no exit within %d s" % (what, TIMEOUT), extra=r.text())
+    return r.rc, r.out, r.err
 
 
 def expect_hang(kind, version, choice):
@@ -86,28 +59,12 @@ def expect_hang(kind, version, choice):
 
 def scenario(interp, kind, env, what, hang_after):
     """Runs the scenario; returns its RESULT lines. Anything but exit status 0 fails."""
-    code, out, err = run([interp, SCENARIO, kind, "--hang-after", str(hang_after)], env, what)
+    code, out, err = run_logged([interp, SCENARIO, kind, "--hang-after", str(hang_after)], env, what)
     results = [line.split(None, 1)[1] if " " in line else "" for line in out.splitlines()
                if line.startswith("RESULT")]
     if code != 0 or not results:
-        raise Failure("%s: exit status %d, results %r\nstdout:\n%s\nstderr:\n%s"
-                      % (what, code, results, out, err))
+        fail("%s: exit status %d, results %r\nstdout:\n%s\nstderr:\n%s" % (what, code, results, out, err))
     return results, out, err
-
-
-def read_reports(logdir):
-    """Every JSON object in every report file of the directory."""
-    events = []
-    for name in sorted(os.listdir(logdir)):
-        with open(os.path.join(logdir, name)) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    events.append(json.loads(line))
-                except ValueError as e:
-                    raise Failure("%s line %d is not JSON (%s): %r" % (name, n, e, line))
-    return events
 
 
 def check(interp, kind, shim, want_hang):
@@ -116,18 +73,14 @@ def check(interp, kind, shim, want_hang):
                                  HANG_AFTER_EXPECT_HUNG if want_hang else HANG_AFTER_EXPECT_FINISHED)
     want = ["hung"] if want_hang else ["finished"]
     if results != want:
-        raise Failure("without shim: expected %r, got %r\nstdout:\n%s\nstderr:\n%s"
-                      % (want, results, out, err))
+        fail("without shim: expected %r, got %r\nstdout:\n%s\nstderr:\n%s" % (want, results, out, err))
 
     # 2. with the shim
     logdir = tempfile.mkdtemp(prefix="forksafe-py-")
     try:
-        env = base_env()
-        env.update(LD_PRELOAD=shim, FORKSAFE_FORMAT="json",
-                   FORKSAFE_LOG=os.path.join(logdir, "log-%p.jsonl"))
+        env = shim_env(shim, logdir)
         results, out, err = scenario(interp, kind, env, "with shim", HANG_AFTER_EXPECT_FINISHED)
-        events = read_reports(logdir)
-        shown = "\n".join(json.dumps(e) for e in events) or "(none)"
+        events = read_events(logdir)
         problems = []
         if results != ["finished"]:
             problems.append("expected ['finished'], got %r" % (results,))
@@ -140,40 +93,32 @@ def check(interp, kind, shim, want_hang):
                 if any(e.get("event") == name for e in events):
                     problems.append("a '%s' event: a non-blocking acquire never repairs nor reports" % name)
         if problems:
-            raise Failure("with shim: %s\nstdout:\n%s\nstderr:\n%s\nreports:\n%s"
-                          % ("; ".join(problems), out, err, shown))
-        print("reports:\n" + shown)
+            fail("with shim: %s\nstdout:\n%s\nstderr:\n%s\nreports:" % ("; ".join(problems), out, err),
+                 events or ["(none)"])
+        print("reports:\n" + ("\n".join(json.dumps(e) for e in events) or "(none)"))
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description="run one held_lock.py scenario with and without the shim")
-    parser.add_argument("--interp", required=True, help="the interpreter: a path, `debian` or `pyenv:X.Y` (see interpreters.py)")
+    parser.add_argument("--interp", required=True, help="the interpreter: a path, `debian` or `pyenv:X.Y` (see forksafe_test.resolve)")
     parser.add_argument("--kind", required=True, choices=KINDS)
     parser.add_argument("--shim", required=True, help="path of libforksafe.so")
     parser.add_argument("--expect-hang", choices=("auto", "yes", "no"), default="auto",
                         help="whether the scenario hangs without the shim (auto: by kind and version)")
     args = parser.parse_args()
 
-    path = interpreters.resolve(args.interp)
-    if path is None:
-        print("SKIP: interpreter %s is not on this machine" % args.interp)
-        return SKIP
-    args.interp = path
+    args.interp = resolve_or_skip(args.interp)
     shim = os.path.abspath(args.shim)
     if not os.path.exists(shim):
         print("FAIL: shim %s does not exist" % shim)
         return 1
-    try:
-        version = interp_version(args.interp)
-        want_hang = expect_hang(args.kind, version, args.expect_hang)
-        print("interpreter %s (%s), kind %s, hang expected without shim: %s"
-              % (args.interp, ".".join(map(str, version)), args.kind, "yes" if want_hang else "no"))
-        check(args.interp, args.kind, shim, want_hang)
-    except Failure as e:
-        print("FAIL: %s" % e)
-        return 1
+    version = python_version(args.interp)
+    want_hang = expect_hang(args.kind, version, args.expect_hang)
+    print("interpreter %s (%s), kind %s, hang expected without shim: %s"
+          % (args.interp, ".".join(map(str, version)), args.kind, "yes" if want_hang else "no"))
+    check(args.interp, args.kind, shim, want_hang)
     print("PASS")
     return 0
 

@@ -3,32 +3,18 @@
 // real fork in a process whose other thread holds a semaphore used as a lock. A case judges its
 // own child with a bounded wait and knows what to expect with and without the shim loaded, so
 // the same case run both ways shows the hang and the repair. Reports are checked by the driver
-// (tests/check_c.py) from the log file.
-#include "common.h"
+// (tests/repair/check_c.py) from the log file. The holder thread (holder_main), CHECK and the
+// bounded waits are tests/lib/forksafe_test.h's.
+#include "forksafe_test.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <pty.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #define HANG_MS 1500   /* without the shim a blocked child is declared hung after this */
 #define DONE_MS 10000  /* with the shim a child must finish within this */
-
-void *holder_main(void *p) {
-    struct holder *h = p;
-    if (h->name) pthread_setname_np(pthread_self(), h->name);
-    h->tid = (pid_t)syscall(SYS_gettid);
-    if (h->prove) { /* a complete take-then-post first: the semaphore is a proven lock */
-        CHECK(sem_wait(h->sem) == 0);
-        CHECK(sem_post(h->sem) == 0);
-    }
-    CHECK(sem_wait(h->sem) == 0);
-    CHECK(write(h->ready[1], "r", 1) == 1);
-    char c;
-    CHECK(read(h->release[0], &c, 1) == 1);
-    CHECK(sem_post(h->sem) == 0);
-    return NULL;
-}
 
 /* In a child: the lock behaves as a free lock once released. */
 static void lock_still_works(sem_t *s) {
@@ -446,7 +432,7 @@ static int case_fd2_reuse(void) {
     return 0;
 }
 
-/* The library of tests/c/atfork_lib.c registered its handlers from its constructor, before ours.
+/* The library of tests/repair/atfork_lib.c registered its handlers from its constructor, before ours.
  * Its prepare handler stops its worker thread (that thread is not lost); its child handler takes
  * a lock held by our holder (lost), which only works if our child handler ran first. */
 #ifdef WITH_ATFORK_LIB
@@ -819,9 +805,12 @@ static int chain_generation(int g) {
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64 * 1024) == 0);
     for (int i = 0; i < CHAIN_THREADS; i++) CHECK(pthread_create(&pool[i], &attr, idle_on_pipe, &release[0]) == 0);
     pthread_attr_destroy(&attr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
+        /* A chain of 16 processes of 1100 threads each must not outlive a killed test run. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(99);
         close(release[0]);
         close(release[1]);
         _exit(chain_generation(g + 1));

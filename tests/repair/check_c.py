@@ -1,44 +1,25 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# Runs one C scenario (tests/c/scenarios.c) without and with the shim, then checks what a user
-# would look at: the program's outcome (the scenario judges its own child), and the JSON report.
-#   check_c.py --bin build/tests/c/scenarios --shim build/lib/libforksafe.so CASE
+# Runs one C scenario (tests/repair/scenarios.c) without and with the shim, then checks what a
+# user would look at: the program's outcome (the scenario judges its own child), and the JSON
+# report.
+#   check_c.py --bin build/tests/repair/scenarios --shim build/lib/libforksafe.so CASE
 import argparse
-import glob
-import json
 import os
-import subprocess
-import sys
 import tempfile
+
+from forksafe_test import base_env, fail, of, read_events, run, shim_env
 
 TIMEOUT = 60
 
 
-def run(cmd, env, label, logdir=None):
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=TIMEOUT, universal_newlines=True)
-    if p.returncode != 0:
-        shown = "" if logdir is None else "events:\n" + "\n".join(json.dumps(e) for e in events(logdir))
-        fail("%s: exit %d\nstdout:\n%s\nstderr:\n%s%s" % (label, p.returncode, p.stdout, p.stderr, shown))
-    return p
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
-
-
-def events(logdir):
-    out = []
-    for path in sorted(glob.glob(os.path.join(logdir, "*.jsonl"))):
-        with open(path) as f:
-            for line in f:
-                out.append(json.loads(line))
-    return out
-
-
-def of(evs, kind):
-    return [e for e in evs if e["event"] == kind]
+def run_case(cmd, env, label, logdir=None):
+    """Runs the scenario; anything but exit status 0 in time fails, with the events so far."""
+    r = run(cmd, env, timeout=TIMEOUT, text=True)
+    if r.hung or r.rc != 0:
+        fail("%s: %s" % (label, "no exit within %d s" % TIMEOUT if r.hung else "exit %d" % r.rc),
+             read_events(logdir) if logdir else (), extra=r.text())
+    return r
 
 
 def lost_names(ev):
@@ -47,7 +28,7 @@ def lost_names(ev):
 
 def expect(cond, msg, evs):
     if not cond:
-        fail(msg + "\nevents:\n" + "\n".join(json.dumps(e) for e in evs))
+        fail(msg, evs)
 
 
 def check_fork_event(e):
@@ -163,7 +144,7 @@ def check(case, evs, out, extra):
                and repairs[0]["owner_tid"] in lost_tids(last[0]),
                "the last generation's child repaired the holder's lock (rule 5)", evs)
     elif case == "fork_window":
-        vals = dict(line.split("=") for line in out.stdout.split())
+        vals = dict(line.split("=") for line in out.out.split())
         expect(len(forks) == 1, "one fork report", evs)
         if vals["newcomer_in_window"] == "1":
             # The newcomer existed when the process was copied: it is lost, it is listed, and its
@@ -210,7 +191,7 @@ def check(case, evs, out, extra):
     elif case == "single_threaded":
         expect(not evs, "no report for a single-threaded process", evs)
     elif case == "fork_report":
-        vals = dict(line.split("=") for line in out.stdout.split())
+        vals = dict(line.split("=") for line in out.out.split())
         expect(len(forks) == 1, "one fork report", evs)
         f = forks[0]
         expect(f["parent_pid"] == int(vals["parent_pid"]) and f["child_pid"] == int(vals["child_pid"]),
@@ -229,7 +210,7 @@ def check(case, evs, out, extra):
         # The library holds no descriptor of its own (a program must see exactly its own fds), so
         # once the program has replaced fd 2 the report has nowhere to go on stderr: it is dropped
         # (FORKSAFE_LOG is the way to keep reports from such a program).
-        expect("forksafe[" not in out.stderr, "nothing reached the pipe that fd 2 was", evs)
+        expect("forksafe[" not in out.err, "nothing reached the pipe that fd 2 was", evs)
     else:
         fail("no checks for case " + case)
 
@@ -247,20 +228,18 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("case")
     a = ap.parse_args()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSAFE_", "LD_PRELOAD"))}
     with tempfile.TemporaryDirectory() as tmp:
         extra = {"fd2": os.path.join(tmp, "fd2.txt")}
-        base["FD2_FILE"] = extra["fd2"]
+        base = base_env(FD2_FILE=extra["fd2"])
         if a.case != "report_mode":  # report mode's outcome is the same both ways
-            run([a.bin, a.case], base, "without the shim")
-        env = dict(base, LD_PRELOAD=os.path.abspath(a.shim))
+            run_case([a.bin, a.case], base, "without the shim")
         if a.case == "fd2_reuse":
-            env.update(FORKSAFE_FORMAT="text")
+            env = shim_env(a.shim, base=base, FORKSAFE_FORMAT="text")
         else:
-            env.update(FORKSAFE_FORMAT="json", FORKSAFE_LOG=os.path.join(tmp, "log-%p.jsonl"))
+            env = shim_env(a.shim, logdir=tmp, base=base)
         env.update(CASE_ENV.get(a.case, {}))
-        out = run([a.bin, a.case], env, "with the shim", None if a.case == "fd2_reuse" else tmp)
-        check(a.case, events(tmp), out, extra)
+        out = run_case([a.bin, a.case], env, "with the shim", None if a.case == "fd2_reuse" else tmp)
+        check(a.case, read_events(tmp), out, extra)
     print("ok: " + a.case)
 
 

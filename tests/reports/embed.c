@@ -5,7 +5,7 @@
 // then takes the lock.
 //   embed LIBPYTHON local|global     exit 0: the child finished; 3: it hung (killed after 2 s)
 // No Python headers: the handful of API functions are looked up with dlsym.
-#include "common.h"
+#include "forksafe_test.h"
 
 static const char *setup =
     "import threading\n"
