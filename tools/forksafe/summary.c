@@ -126,6 +126,10 @@ static int by_max(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
+static void sort_rows(struct table *t, int (*cmp)(const void *, const void *)) {
+    if (t->n > 1) qsort(t->rows, t->n, sizeof *t->rows, cmp);
+}
+
 /* Field i of a key (fields are separated by \x1f); "" past the last. */
 static const char *field(const char *key, int i, char *out, size_t cap) {
     const char *p = key;
@@ -212,10 +216,27 @@ static void key_field(struct str *k, const char *v) {
     for (const char *p = v ? v : ""; *p; p++) str_add(k, *p == '\x1f' ? " " : p, 1);
 }
 
+/* An integer as text; "?" for what is not one (a pid of 1e300, NaN, a fraction). */
 static void key_num(struct str *k, double v) {
     char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.0f", v);
+    if (v == v && v > -1e15 && v < 1e15 && v == (double)(long long)v) snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    else snprintf(tmp, sizeof tmp, "?");
     key_field(k, tmp);
+}
+
+/* A count from input: clamped, NaN as 0. */
+static long as_long(double v) {
+    if (!(v == v)) return 0;
+    if (v > 1e15) return (long)1e15;
+    if (v < -1e15) return (long)-1e15;
+    return (long)v;
+}
+
+/* A key field that key_num made: a JSON number, or null. */
+static void jint(FILE *f, const char *s) {
+    int ok = *s != '\0';
+    for (const char *p = s; *p; p++) ok = ok && ((*p >= '0' && *p <= '9') || (*p == '-' && p == s && p[1]));
+    fputs(ok ? s : "null", f);
 }
 
 /* "file:line in function" of a frame object. */
@@ -231,10 +252,10 @@ static void on_fork(struct summary *s, const struct jval *ev) {
     struct str *k = &s->key;
     double lost = jnum(ev, "lost_threads_total", 0);
     s->forks++;
-    s->lost_total += (long)lost;
+    s->lost_total += as_long(lost);
     str_reset(k);
     key_num(k, jnum(ev, "parent_pid", -1));
-    count(&s->parents, k->p, (long)lost, NULL);
+    count(&s->parents, k->p, as_long(lost), NULL);
 
     /* the forking site: the forking thread's innermost Python frame, else its names */
     const struct jval *ft = jget(ev, "forking_thread");
@@ -348,7 +369,7 @@ static void on_threads(struct summary *s, const struct jval *ev) {
     if (!r) {
         s->warns.others++;
     } else {
-        long n = (long)jnum(ev, "count", 0);
+        long n = as_long(jnum(ev, "count", 0));
         r->count++;
         if (n >= r->max) { /* keep the largest group of the largest warning */
             r->max = n;
@@ -476,7 +497,7 @@ static void read_dir(struct summary *s, const char *path, int depth) {
         names[n++] = xstrdup(e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    if (n > 1) qsort(names, n, sizeof *names, cmp_names);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *full = xmalloc(len);
@@ -629,7 +650,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
         fprintf(f, "  %ld text report line%s skipped: summary reads JSON reports (FORKSAFE_FORMAT=json, forksafe --json)\n",
                 s->text_lines, s->text_lines == 1 ? "" : "s");
     if (s->events_by_type.n) {
-        qsort(s->events_by_type.rows, s->events_by_type.n, sizeof(struct row), by_count);
+        sort_rows(&s->events_by_type, by_count);
         fputs("  events:", f);
         for (size_t i = 0; i < s->events_by_type.n; i++) {
             fputc(' ', f);
@@ -641,7 +662,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
 
     fprintf(f, "\nForks of multi-threaded processes: %ld (threads lost: %ld)\n", s->forks, s->lost_total);
     if (s->parents.n) {
-        qsort(s->parents.rows, s->parents.n, sizeof(struct row), by_count);
+        sort_rows(&s->parents, by_count);
         struct grid g = {.head = {"forks", "lost threads", "parent pid"}, .ncols = 3, .numeric = {1, 1, 1}};
         for (size_t i = 0; i < shown(&s->parents, top); i++) {
             struct row *r = &s->parents.rows[i];
@@ -655,7 +676,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
         more(f, &s->parents, top);
     }
     if (s->sites.n) {
-        qsort(s->sites.rows, s->sites.n, sizeof(struct row), by_count);
+        sort_rows(&s->sites, by_count);
         struct grid g = {.head = {"forks", "forking site (innermost Python frame, or thread)"}, .ncols = 2, .numeric = {1, 0}};
         for (size_t i = 0; i < shown(&s->sites, top); i++) {
             snprintf(n1, sizeof n1, "%ld", s->sites.rows[i].count);
@@ -670,7 +691,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
     fputs("\nThreads most often lost:\n", f);
     if (!s->lost.n) fputs("  none\n", f);
     else {
-        qsort(s->lost.rows, s->lost.n, sizeof(struct row), by_count);
+        sort_rows(&s->lost, by_count);
         struct grid g = {.head = {"forks", "thread", "start routine", "was at"}, .ncols = 4, .numeric = {1, 0, 0, 0}};
         for (size_t i = 0; i < shown(&s->lost, top); i++) {
             struct row *r = &s->lost.rows[i];
@@ -686,7 +707,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
     fputs("\nLocks held by lost threads:\n", f);
     if (!s->locks.n) fputs("  none\n", f);
     else {
-        qsort(s->locks.rows, s->locks.n, sizeof(struct row), by_count);
+        sort_rows(&s->locks, by_count);
         struct grid g = {.head = {"count", "outcome", "type", "owner (lost thread)", "reason", "e.g. lock"}, .ncols = 6,
                          .numeric = {1, 0, 0, 0, 0, 0}};
         for (size_t i = 0; i < shown(&s->locks, top); i++) {
@@ -704,7 +725,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
     long cut_events = 0;
     for (size_t i = 0; i < s->how.n; i++) cut_events += s->how.rows[i].count;
     fprintf(f, "\nThreads cut off at exit and exec: %ld event%s", cut_events, cut_events == 1 ? "" : "s");
-    qsort(s->how.rows, s->how.n, sizeof(struct row), by_count);
+    sort_rows(&s->how, by_count);
     for (size_t i = 0; i < s->how.n; i++) {
         fputs(i ? ", " : " (", f);
         put_text(f, s->how.rows[i].key, 40);
@@ -712,7 +733,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
     }
     fputs(s->how.n ? ")\n" : "\n", f);
     if (s->cut.n) {
-        qsort(s->cut.rows, s->cut.n, sizeof(struct row), by_count);
+        sort_rows(&s->cut, by_count);
         struct grid g = {.head = {"count", "how", "state", "thread", "start routine", "was at"}, .ncols = 6,
                          .numeric = {1, 0, 0, 0, 0, 0}};
         for (size_t i = 0; i < shown(&s->cut, top); i++) {
@@ -730,7 +751,7 @@ static void print_text(FILE *f, struct summary *s, size_t top) {
     fputs("\nThread-count warnings (FORKSAFE_THREADS_WARN):\n", f);
     if (!s->warns.n) fputs("  none\n", f);
     else {
-        qsort(s->warns.rows, s->warns.n, sizeof(struct row), by_max);
+        sort_rows(&s->warns, by_max);
         struct grid g = {.head = {"pid", "threads", "warnings", "largest group"}, .ncols = 4, .numeric = {1, 1, 1, 0}};
         for (size_t i = 0; i < shown(&s->warns, top); i++) {
             struct row *r = &s->warns.rows[i];
@@ -805,7 +826,7 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
     jkey(f, &first, "text_lines"); fprintf(f, "%ld", s->text_lines);
     jkey(f, &first, "events_by_type");
     fputc('{', f);
-    qsort(s->events_by_type.rows, s->events_by_type.n, sizeof(struct row), by_count);
+    sort_rows(&s->events_by_type, by_count);
     for (size_t i = 0; i < s->events_by_type.n; i++) {
         if (i) fputc(',', f);
         jstring(f, s->events_by_type.rows[i].key);
@@ -815,12 +836,14 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
 
     jkey(f, &first, "forks");
     fprintf(f, "{\"total\":%ld,\"lost_threads\":%ld,\"by_parent\":[", s->forks, s->lost_total);
-    qsort(s->parents.rows, s->parents.n, sizeof(struct row), by_count);
-    for (size_t i = 0; i < shown(&s->parents, top); i++)
-        fprintf(f, "%s{\"parent_pid\":%s,\"forks\":%ld,\"lost_threads\":%ld}", i ? "," : "",
-                s->parents.rows[i].key, s->parents.rows[i].count, s->parents.rows[i].sum);
+    sort_rows(&s->parents, by_count);
+    for (size_t i = 0; i < shown(&s->parents, top); i++) {
+        fputs(i ? ",{\"parent_pid\":" : "{\"parent_pid\":", f);
+        jint(f, s->parents.rows[i].key);
+        fprintf(f, ",\"forks\":%ld,\"lost_threads\":%ld}", s->parents.rows[i].count, s->parents.rows[i].sum);
+    }
     fputs("],\"by_site\":[", f);
-    qsort(s->sites.rows, s->sites.n, sizeof(struct row), by_count);
+    sort_rows(&s->sites, by_count);
     for (size_t i = 0; i < shown(&s->sites, top); i++) {
         fputs(i ? ",{\"site\":" : "{\"site\":", f);
         jstring(f, s->sites.rows[i].key);
@@ -830,7 +853,7 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
 
     jkey(f, &first, "lost_threads");
     fputc('[', f);
-    qsort(s->lost.rows, s->lost.n, sizeof(struct row), by_count);
+    sort_rows(&s->lost, by_count);
     for (size_t i = 0; i < shown(&s->lost, top); i++) {
         struct row *r = &s->lost.rows[i];
         fputs(i ? ",{\"name\":" : "{\"name\":", f);
@@ -847,7 +870,7 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
 
     jkey(f, &first, "locks");
     fputc('[', f);
-    qsort(s->locks.rows, s->locks.n, sizeof(struct row), by_count);
+    sort_rows(&s->locks, by_count);
     for (size_t i = 0; i < shown(&s->locks, top); i++) {
         struct row *r = &s->locks.rows[i];
         fputs(i ? ",{\"outcome\":" : "{\"outcome\":", f);
@@ -868,14 +891,14 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
 
     jkey(f, &first, "cut_off");
     fputs("{\"events\":{", f);
-    qsort(s->how.rows, s->how.n, sizeof(struct row), by_count);
+    sort_rows(&s->how, by_count);
     for (size_t i = 0; i < s->how.n; i++) {
         if (i) fputc(',', f);
         jstring(f, s->how.rows[i].key);
         fprintf(f, ":%ld", s->how.rows[i].count);
     }
     fputs("},\"threads\":[", f);
-    qsort(s->cut.rows, s->cut.n, sizeof(struct row), by_count);
+    sort_rows(&s->cut, by_count);
     for (size_t i = 0; i < shown(&s->cut, top); i++) {
         struct row *r = &s->cut.rows[i];
         fputs(i ? ",{\"how\":" : "{\"how\":", f);
@@ -896,11 +919,14 @@ static void print_json(FILE *f, struct summary *s, size_t top) {
 
     jkey(f, &first, "thread_warnings");
     fputc('[', f);
-    qsort(s->warns.rows, s->warns.n, sizeof(struct row), by_max);
+    sort_rows(&s->warns, by_max);
     for (size_t i = 0; i < shown(&s->warns, top); i++) {
         struct row *r = &s->warns.rows[i];
-        fprintf(f, "%s{\"pid\":%s,\"threshold\":%s,\"threads\":%ld,\"warnings\":%ld,\"largest_group\":", i ? "," : "",
-                field(r->key, 0, a, sizeof a), field(r->key, 1, b, sizeof b), r->max, r->count);
+        fputs(i ? ",{\"pid\":" : "{\"pid\":", f);
+        jint(f, field(r->key, 0, a, sizeof a));
+        fputs(",\"threshold\":", f);
+        jint(f, field(r->key, 1, b, sizeof b));
+        fprintf(f, ",\"threads\":%ld,\"warnings\":%ld,\"largest_group\":", r->max, r->count);
         jnull_or(f, r->example);
         fputc('}', f);
     }
