@@ -83,17 +83,21 @@ def kill_group(proc):
         pass
 
 
-def serve_and_query(cmd, port, env, logfile, requests=10, start_timeout=60, cwd=None):
-    """Starts a server (its own process group), answers `requests` requests, stops it with SIGTERM
-    (workers exit normally). Returns the list of (status, body)."""
+def serve_and_query(cmd, port, env, logfile, requests=10, start_timeout=60, cwd=None, popen=None, timeout=10):
+    """Starts a server (its own process group; `popen(cmd, stdout=, stderr=)` instead of
+    subprocess.Popen if given), sends `requests` requests, stops it with SIGTERM (workers exit
+    normally). Returns the list of (status, body)."""
     with open(logfile, "w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True, cwd=cwd)
+        if popen:
+            proc = popen(cmd, stdout=out, stderr=out)
+        else:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True, cwd=cwd)
     try:
         if not wait_for(lambda: proc.poll() is not None or listening(port), start_timeout):
             fail("the server did not listen within %ds:\n%s" % (start_timeout, open(logfile).read()))
         if proc.poll() is not None:
             fail("the server exited with %s:\n%s" % (proc.returncode, open(logfile).read()))
-        answers = [get(port) for _ in range(requests)]
+        answers = [get(port, timeout) for _ in range(requests)]
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)

@@ -315,7 +315,7 @@ static int in_ld_so_preload(const char *library) {
         }
         found = strcmp(word, library) == 0 ||
                 (have && stat(word, &st) == 0 && st.st_dev == lib.st_dev && st.st_ino == lib.st_ino);
-        fscanf(f, "%*[ \t\n:]");
+        if (fscanf(f, "%*[ \t\n:]") == EOF) break;
     }
     fclose(f);
     return found;
