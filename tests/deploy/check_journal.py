@@ -118,6 +118,15 @@ def main():
                    "lock_repaired fields: lock, type, owner, taker", lk)
             expect("sockets 0" in r.stdout, "no journal socket left open in the child", r.stdout)
 
+            # FORKSAFE_VERBOSE: the settings, as one info entry
+            before = len(j.entries)
+            r = run([fs, "--log=journal:" + sock, "--verbose", "--mode=report", "true"], 60, env=env)
+            got = j.wait(lambda es: len(es) > before, 30)
+            e = got[before] if len(got) > before else {}
+            expect(r.returncode == 0 and text(e, "FORKSAFE_EVENT") == "settings" and text(e, "PRIORITY") == "6"
+                   and "setting FORKSAFE_MODE=report (from the environment)" in (text(e, "MESSAGE") or ""),
+                   "FORKSAFE_VERBOSE: the settings as one entry (info)", e)
+
             # A report too large for one datagram: through a memfd.
             before = len(j.entries)
             r = run([fs, "--log=journal:" + sock, "--threads-warn=0", os.path.abspath(a.many_threads), "3000"], 120,
