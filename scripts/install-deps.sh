@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: MIT
 # Installs what libforksafe's build, demo and tests need on Debian 12 (as root). Idempotent.
 set -euo pipefail
-pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo python3-setproctitle)
+pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo python3-setproctitle
+      # tests/deploy: the Debian package (dpkg-buildpackage, dh), man page lint and rendering,
+      # systemd-analyze verify for the drop-in
+      debhelper dpkg-dev mandoc man-db systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
