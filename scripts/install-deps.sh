@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs what libforksafe's build, demo and tests need on Debian 12 (as root). Idempotent.
+# libasan8 and libubsan1 (gcc's sanitizer runtimes, which gcc pulls in anyway): the sanitizer run,
+# scripts/test-sanitize.sh.
 set -euo pipefail
-pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo)
+pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo
+      libasan8 libubsan1)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

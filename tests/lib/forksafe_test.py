@@ -98,7 +98,10 @@ def _clip(extra):
 
 def fail(msg, events=(), extra=""):
     """The test fails: prints FAIL, the details (`extra`, program output) and the JSON events that
-    show it, and exits 1. Inside run_cases() it ends the current case instead."""
+    show it, and exits 1. Inside run_cases() it ends the current case instead. A string (or bytes)
+    in place of the events is taken as the details: fail(msg, r.text())."""
+    if isinstance(events, (str, bytes)):
+        events, extra = (), events
     text = msg
     if extra:
         text += "\n" + _clip(extra)
@@ -261,7 +264,26 @@ def run(cmd, env, timeout=TIMEOUT, text=False, input=None, stderr=subprocess.PIP
         out, err = p.communicate(timeout=30)
     finally:
         kill_group(p)
-    return Result(p.returncode, out, err, time.monotonic() - t0, hung)
+    r = Result(p.returncode, out, err, time.monotonic() - t0, hung)
+    no_sanitizer_report(cmd, r)
+    return r
+
+
+_SANITIZER_REPORT = re.compile(r"runtime error: |ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                               r"UndefinedBehaviorSanitizer|AddressSanitizer:DEADLYSIGNAL")
+
+
+def no_sanitizer_report(cmd, r):
+    """In a sanitizer build, a report on a program's output fails the test whatever else the test
+    expects. ASan writes its reports to files (ASAN_OPTIONS log_path, scripts/test-sanitize.sh);
+    UBSan, linked beside ASan, ignores log_path and writes to stderr: this is where it is caught."""
+    if not os.environ.get("FORKSAFE_TEST_PRELOAD"):
+        return
+    for data in (r.err, r.out):
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        if data and _SANITIZER_REPORT.search(data):
+            fail("a sanitizer report from %s" % " ".join(str(c) for c in cmd), extra=r.text())
 
 
 def run_ok(cmd, env, label=None, timeout=TIMEOUT, **kw):
