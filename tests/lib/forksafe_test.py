@@ -12,15 +12,17 @@
 #   outcome      driver_args(), SKIP, skip(), fail(), run_cases(): exit 0 pass, 1 fail, 77 skip
 #   interpreters resolve() / resolve_or_skip(): `debian`, `pyenv:X.Y` or a path; python_version()
 #   environment  base_env(), preload(), shim_env(): what a run gets, with or without the shim
-#   running      run(), run_ok(): bounded runs; past the deadline the whole process group dies
+#   running      run(), run_ok(), run_done(): bounded runs; past the deadline the whole process
+#                group dies; wait_for(), one_cpu()
 #   events       read_events(), strict_json(), json_lines(), lines(), report_lines(), warnings()
 #   reports      mark(), has_frame(), check_thread_fields(), check_exit_event()
-#   servers      free_port(), wait_listening(), kill_group(), stop_gracefully(), http_get()
+#   servers      start_server(), no_answer(), http_get(), stop_gracefully(), stop_kill(), free_port()
 #   roots        the Debian roots of scripts/make-roots.sh: root_path(), require_root(), run_in_root()
 #
 # Sanitizer builds (scripts/test-sanitize.sh): $FORKSAFE_TEST_PRELOAD (meson's test environment
 # sets it to libasan there) is put before the shim in every LD_PRELOAD built here (preload()), so
-# a program that is not itself built with ASan can load the instrumented shim.
+# a program that is not itself built with ASan can load the instrumented shim; and run() fails
+# the test on a sanitizer report in a program's output (no_sanitizer_report()).
 import argparse
 import glob
 import json
