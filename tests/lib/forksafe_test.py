@@ -200,10 +200,11 @@ def base_env(keep=(), **settings):
 
 
 def preload(shim):
-    """The LD_PRELOAD value that loads `shim`: $FORKSAFE_TEST_PRELOAD (libasan in a sanitizer
-    build) first, when set."""
-    first = os.environ.get("FORKSAFE_TEST_PRELOAD", "")
-    return ":".join([p for p in first.split(":") if p] + [os.path.abspath(shim)])
+    """The LD_PRELOAD value that loads `shim`, then $FORKSAFE_TEST_PRELOAD (libasan in a sanitizer
+    build) when set: the shim's wrappers stay outermost, as in production (ASan's own pthread_create
+    would otherwise hand the shim ASan's thread trampoline as every thread's start routine)."""
+    after = os.environ.get("FORKSAFE_TEST_PRELOAD", "")
+    return ":".join([os.path.abspath(shim)] + [p for p in after.split(":") if p])
 
 
 def shim_env(shim, logdir=None, base=None, **settings):
