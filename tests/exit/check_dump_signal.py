@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 import time
 
-from forksafe_test import (check_thread_fields, driver_args, fail, read_events, resolve_or_skip, shim_env,
-                           wait_for)
+from forksafe_test import (Result, check_thread_fields, driver_args, fail, no_sanitizer_report, read_events,
+                           resolve_or_skip, shim_env, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,7 +65,9 @@ def signalled_run(cmd, env, logdir, expect_listing=True):
         proc.kill()
         proc.wait(timeout=30)
         raise
-    return out, proc.returncode, read_events(logdir), err.decode(errors="replace")
+    err = err.decode(errors="replace")
+    no_sanitizer_report(cmd, Result(proc.returncode, out + rest.decode(errors="replace"), err, 0, False))
+    return out, proc.returncode, read_events(logdir), err
 
 
 def main():

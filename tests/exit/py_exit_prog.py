@@ -10,6 +10,7 @@
 #   sysexit     as daemon, ending with sys.exit(0).
 #   osexit      as daemon, ending with os._exit(0).
 #   mixed       pool + nondaemon + daemon together: only the daemon thread is cut off.
+#   busy        a daemon thread "busy-daemon" runs pure Python work, never waiting, when main ends.
 # Modes that exec (the daemon thread is alive in every one):
 #   execv       os.execv("/bin/true", ["true"]) from main.
 #   popen_preexec   subprocess.Popen(["/bin/true"], preexec_fn=...): fork, run Python in the
@@ -21,6 +22,7 @@
 #               and reads stdin until end of file, while the driver signals the process.
 # It prints lines the driver parses:
 #   DAEMON <tid>        the idle daemon thread's native id, once it is blocked in Event.wait
+#   BUSY <tid>          the busy daemon thread's native id, once it runs
 #   POOL <tid> ...      native ids of the pool's worker threads that ran a job
 #   POOL_NAMES <name> ...   the names of all the pool's worker threads
 #   NONDAEMON <tid>     the non-daemon thread's native id
@@ -103,6 +105,26 @@ def start_nondaemon():
     return go
 
 
+def busy_daemon_main(box):
+    box.append(program_helpers.gettid())
+    n = 0
+    # Pure Python work, never waiting: the job a daemon thread is cut off in. Locals and constants
+    # only: 2.7 empties modules and builtins at exit (even `True` is a name there), and the
+    # NameError would end the thread by itself.
+    while 1:
+        n = (n * 31 + 7) % 1000003  # MARK:busy_loop
+
+
+def start_busy_daemon():
+    box = []
+    t = threading.Thread(target=busy_daemon_main, args=(box,), name="busy-daemon")
+    t.daemon = True
+    t.start()
+    program_helpers.wait_until(lambda: box, "the busy daemon thread to start")
+    say("BUSY", box[0])
+    return t
+
+
 def main():
     mode = sys.argv[1]
     keep = []
@@ -113,6 +135,8 @@ def main():
         go = start_nondaemon()
     if mode in ("daemon", "sysexit", "osexit", "mixed", "execv", "popen_preexec", "popen", "forkexec", "dump"):
         keep.append(start_idle_daemon())
+    if mode == "busy":
+        keep.append(start_busy_daemon())
 
     if mode == "dump":
         say("MAIN", program_helpers.gettid())

@@ -12,15 +12,17 @@
 #   outcome      driver_args(), SKIP, skip(), fail(), run_cases(): exit 0 pass, 1 fail, 77 skip
 #   interpreters resolve() / resolve_or_skip(): `debian`, `pyenv:X.Y` or a path; python_version()
 #   environment  base_env(), preload(), shim_env(): what a run gets, with or without the shim
-#   running      run(), run_ok(): bounded runs; past the deadline the whole process group dies
+#   running      run(), run_ok(), run_done(): bounded runs; past the deadline the whole process
+#                group dies; wait_for(), one_cpu()
 #   events       read_events(), strict_json(), json_lines(), lines(), report_lines(), warnings()
 #   reports      mark(), has_frame(), check_thread_fields(), check_exit_event()
-#   servers      free_port(), wait_listening(), kill_group(), stop_gracefully(), http_get()
+#   servers      start_server(), no_answer(), http_get(), stop_gracefully(), stop_kill(), free_port()
 #   roots        the Debian roots of scripts/make-roots.sh: root_path(), require_root(), run_in_root()
 #
 # Sanitizer builds (scripts/test-sanitize.sh): $FORKSAFE_TEST_PRELOAD (meson's test environment
 # sets it to libasan there) is put before the shim in every LD_PRELOAD built here (preload()), so
-# a program that is not itself built with ASan can load the instrumented shim.
+# a program that is not itself built with ASan can load the instrumented shim; and run() fails
+# the test on a sanitizer report in a program's output (no_sanitizer_report()).
 import argparse
 import glob
 import json
@@ -98,7 +100,10 @@ def _clip(extra):
 
 def fail(msg, events=(), extra=""):
     """The test fails: prints FAIL, the details (`extra`, program output) and the JSON events that
-    show it, and exits 1. Inside run_cases() it ends the current case instead."""
+    show it, and exits 1. Inside run_cases() it ends the current case instead. A string (or bytes)
+    in place of the events is taken as the details: fail(msg, r.text())."""
+    if isinstance(events, (str, bytes)):
+        events, extra = (), events
     text = msg
     if extra:
         text += "\n" + _clip(extra)
@@ -195,10 +200,11 @@ def base_env(keep=(), **settings):
 
 
 def preload(shim):
-    """The LD_PRELOAD value that loads `shim`: $FORKSAFE_TEST_PRELOAD (libasan in a sanitizer
-    build) first, when set."""
-    first = os.environ.get("FORKSAFE_TEST_PRELOAD", "")
-    return ":".join([p for p in first.split(":") if p] + [os.path.abspath(shim)])
+    """The LD_PRELOAD value that loads `shim`, then $FORKSAFE_TEST_PRELOAD (libasan in a sanitizer
+    build) when set: the shim's wrappers stay outermost, as in production (ASan's own pthread_create
+    would otherwise hand the shim ASan's thread trampoline as every thread's start routine)."""
+    after = os.environ.get("FORKSAFE_TEST_PRELOAD", "")
+    return ":".join([os.path.abspath(shim)] + [p for p in after.split(":") if p])
 
 
 def shim_env(shim, logdir=None, base=None, **settings):
@@ -261,7 +267,26 @@ def run(cmd, env, timeout=TIMEOUT, text=False, input=None, stderr=subprocess.PIP
         out, err = p.communicate(timeout=30)
     finally:
         kill_group(p)
-    return Result(p.returncode, out, err, time.monotonic() - t0, hung)
+    r = Result(p.returncode, out, err, time.monotonic() - t0, hung)
+    no_sanitizer_report(cmd, r)
+    return r
+
+
+_SANITIZER_REPORT = re.compile(r"runtime error: |ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                               r"UndefinedBehaviorSanitizer|AddressSanitizer:DEADLYSIGNAL")
+
+
+def no_sanitizer_report(cmd, r):
+    """In a sanitizer build, a report on a program's output fails the test whatever else the test
+    expects. ASan writes its reports to files (ASAN_OPTIONS log_path, scripts/test-sanitize.sh);
+    UBSan, linked beside ASan, ignores log_path and writes to stderr: this is where it is caught."""
+    if not os.environ.get("FORKSAFE_TEST_PRELOAD"):
+        return
+    for data in (r.err, r.out):
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        if data and _SANITIZER_REPORT.search(data):
+            fail("a sanitizer report from %s" % " ".join(str(c) for c in cmd), extra=r.text())
 
 
 def run_ok(cmd, env, label=None, timeout=TIMEOUT, **kw):

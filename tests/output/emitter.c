@@ -66,6 +66,7 @@ static void wait_child_done(pid_t pid) { wait_child_ok(pid, CHILD_MS); }
 static int idle_release[2] = {-1, -1}, idle_ready[2] = {-1, -1};
 struct idle_arg { char name[16]; };
 static pthread_t *idle_threads;
+static struct idle_arg *idle_args;
 static int idle_count;
 
 __attribute__((noinline)) void *idle_main(void *p) {
@@ -79,7 +80,7 @@ __attribute__((noinline)) void *idle_main(void *p) {
 static void idle_start(int n, const char *const *names) {
     CHECK(pipe2(idle_release, O_CLOEXEC) == 0 && pipe2(idle_ready, O_CLOEXEC) == 0);
     idle_threads = calloc((size_t)n, sizeof *idle_threads);
-    struct idle_arg *args = calloc((size_t)n, sizeof *args);
+    struct idle_arg *args = idle_args = calloc((size_t)n, sizeof *args);
     CHECK(idle_threads && args);
     pthread_attr_t attr;
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64 * 1024) == 0);
@@ -95,6 +96,8 @@ static void idle_start(int n, const char *const *names) {
 static void idle_finish(void) {
     close(idle_release[1]);
     for (int i = 0; i < idle_count; i++) CHECK(pthread_join(idle_threads[i], NULL) == 0);
+    free(idle_threads);
+    free(idle_args);
     close(idle_release[0]);
     close(idle_ready[0]);
     close(idle_ready[1]);
@@ -165,6 +168,7 @@ static int cmd_storm(int children, int n) {
     say("PARENT %d\n", (int)getpid());
     for (int i = 0; i < children; i++) wait_child_done(pids[i]);
     for (int i = 0; i < children; i++) say("CHILD %d\n", (int)pids[i]);
+    free(pids);
     idle_finish();
     return 0;
 }
