@@ -10,8 +10,10 @@
 #   1. run it without the shim, then with LD_PRELOAD=shim (reports to a temporary file, or left on
 #      stderr with --reports stderr). A run cut off by a hang or crash is resumed with the tests it
 #      did not reach (--matchfile), so one hang does not hide the rest of the module;
-#   2. every test whose outcome differs is rerun alone, --reruns times each way. A test whose
-#      outcome varies without the shim, and which shows nothing new with it, is noise;
+#   2. if some tests differ, the module runs once more each way: a test whose two runs with the
+#      shim and two without share an outcome is not a difference (a disturbed run). The others
+#      are rerun alone, --reruns times each way: a test whose outcome varies without the shim,
+#      and which shows nothing new with it, is noise;
 #   3. every other difference must match an `explained` line of the known-differences file.
 #      A `bug` line names it but still fails, until the bug is fixed and the line deleted.
 # Outcomes: ok, FAIL, ERROR, skipped, expected failure, unexpected success; hang (cut off by a
@@ -99,7 +101,7 @@ def run_regrtest(py, version, module, env, timeout, workdir, tag, match=None):
         p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                              start_new_session=True, cwd=workdir)
         try:
-            p.wait(timeout + 60)
+            p.wait(timeout + 30 if version >= (3,) else timeout)   # 2.7: no --timeout of its own
         except subprocess.TimeoutExpired:
             cut_off = "hang"
         finally:
@@ -116,20 +118,33 @@ def run_regrtest(py, version, module, env, timeout, workdir, tag, match=None):
     if not cut_off and re.search(r"^Timeout \(\d+:\d\d:\d\d\)!", err_text + text, re.M):
         cut_off = "hang"                            # regrtest's faulthandler timeout
     outcomes, order = parse(text, cut_off or "crash")   # a test left unfinished otherwise: crash
-    return outcomes, order, seconds
+    return outcomes, order, seconds, err_text
 
 
-def read_reports(logdir):
-    counts = collections.Counter()
-    for name in os.listdir(logdir):
+TEXT_EVENTS = [("fork", r"forked child"), ("lock_repaired", r"repaired "), ("exit", r"ends \("),
+               ("exec", r"execs? "), ("threads", r"\d+ threads \(FORKSAFE_THREADS_WARN")]
+
+
+def count_reports(counts, logdir=None, err_text=""):
+    """Adds the reports of a run to counts: events, and the threads an exit report names
+    ('exit: NAME'), from the JSON log files (emptied) or from text reports on stderr."""
+    for name in os.listdir(logdir) if logdir else []:
         with open(os.path.join(logdir, name), errors="replace") as f:
             for line in f:
                 try:
-                    counts[json.loads(line).get("event", "?")] += 1
+                    e = json.loads(line)
                 except ValueError:
                     counts["(not json)"] += 1
+                    continue
+                counts[e.get("event", "?")] += 1
+                for t in e.get("threads", []) if e.get("event") in ("exit", "exec") else []:
+                    counts["%s: %s" % (e["event"], re.sub(r"\d+", "N", t.get("python_name") or t["name"]))] += 1
         os.unlink(os.path.join(logdir, name))
-    return dict(counts)
+    for line in err_text.splitlines():
+        m = re.match(r"forksafe\[\d+\]: (?:process \d+ )?(.*)", line)
+        for event, pattern in TEXT_EVENTS if m else []:
+            if re.match(pattern, m.group(1)):
+                counts[event] += 1
 
 
 class Side:
@@ -160,14 +175,16 @@ class Side:
     def run(self, module, shim, timeout, cases, match=None):
         """A complete run. A module run cut off by a hang or crash is resumed (3 times at most)
         with the listed cases it did not reach; a rerun of one test (match) is not."""
-        outcomes, order, seconds, owed = {}, [], 0.0, match
+        outcomes, order, seconds, owed, reports = {}, [], 0.0, match, collections.Counter()
         for _ in range(4):
             self.count += 1
             tag = "%s-%s-%d" % (module, "with" if shim else "without", self.count)
-            o, run_order, s = run_regrtest(self.py, self.version, module,
-                                           self.shim_env if shim else self.env, timeout,
-                                           self.workdir, tag, owed)
+            o, run_order, s, err_text = run_regrtest(self.py, self.version, module,
+                                                     self.shim_env if shim else self.env,
+                                                     timeout, self.workdir, tag, owed)
             seconds += s
+            if shim:
+                count_reports(reports, self.logdir if self.args.reports == "log" else None, err_text)
             outcomes.update(o)
             order += [t for t in run_order if t not in order]
             if match or not any(o[t] in ("hang", "crash") for t in run_order):
@@ -175,8 +192,7 @@ class Side:
             owed = ["test." + t for t in cases if t not in outcomes]
             if not owed:
                 break
-        reports = read_reports(self.logdir) if shim and self.args.reports == "log" else {}
-        return Run(outcomes, order, seconds, reports)
+        return Run(outcomes, order, seconds, dict(reports))
 
 
 def rerun_pattern(tid):
@@ -187,22 +203,23 @@ def rerun_pattern(tid):
 
 
 def classify(without, with_):
-    """'noise', or 'consistent' / 'intermittent' for a difference; from every outcome each way."""
+    """From every outcome each way (two module runs, then reruns alone): 'once' if a module
+    run with the shim agreed with one without; 'noise' if the test varies without the shim and
+    shows nothing new with it; else a 'consistent' or 'intermittent' difference."""
     w, s = set(without), set(with_)
+    if set(without[:2]) & set(with_[:2]):
+        return "once"
     if len(w) > 1 and s <= w:
         return "noise"
-    if w == s:
-        return "noise" if len(w) > 1 else "none"
-    return "consistent" if len(set(without[1:])) <= 1 and len(set(with_[1:])) <= 1 \
-        and set(without[1:]) != set(with_[1:]) else "intermittent"
+    return "consistent" if len(w) == 1 and len(s) == 1 else "intermittent"
 
 
 def load_known(path):
     entries = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
-            if not line:
+            line = line.strip()
+            if not line or line.startswith("#"):
                 continue
             kind, interps, mode, tid, reason = (line.split(None, 4) + [""])[:5]
             if kind not in ("explained", "bug") or mode not in ("log", "stderr", "*"):
@@ -212,11 +229,14 @@ def load_known(path):
     return entries
 
 
-def find_known(entries, version, mode, tid):
-    v = ".".join(map(str, version))
+def applies(entry, v, mode):
+    return entry["mode"] in ("*", mode) and any(i == "*" or v == i or v.startswith(i + ".")
+                                                for i in entry["interps"])
+
+
+def find_known(entries, v, mode, tid):
     for e in entries:
-        if (e["mode"] in ("*", mode) and fnmatch.fnmatchcase(tid, e["tid"])
-                and any(i == "*" or v == i or v.startswith(i + ".") for i in e["interps"])):
+        if applies(e, v, mode) and fnmatch.fnmatchcase(tid, e["tid"]):
             e["used"] = True
             return e
     return None
@@ -258,55 +278,67 @@ def main():
     side = Side(args, py, version, os.path.abspath(args.shim), workdir)
     print("CPython %s (%s), reports: %s, work directory %s" % (v, py, args.reports, workdir))
 
-    failures, timings = 0, []
+    problems, timings = [], []
     for module in modules:
         t0 = time.time()
         cases = side.list_cases(module)
         base = side.run(module, False, args.timeout, cases)
-        shim = side.run(module, True, min(args.timeout, 3 * base.seconds + 60), cases)
+        shim_timeout = min(args.timeout, 3 * base.seconds + 60)
+        shim = side.run(module, True, shim_timeout, cases)
+        runs = {False: [base], True: [shim]}
         ids = base.order + [t for t in shim.order if t not in base.outcomes]
         differ = [t for t in ids if base.outcomes.get(t, "missing") != shim.outcomes.get(t, "missing")]
-        print("\n== %s %s: %d tests; without %.0f s, with %.0f s; %d differ; reports %s"
-              % (v, module, len(ids), base.seconds, shim.seconds, len(differ), shim.reports or "-"))
+        print("\n== %s %s: %d tests; without %.0f s, with %.0f s; %d differ"
+              % (v, module, len(ids), base.seconds, shim.seconds, len(differ)))
+        print("  reports: " + (", ".join("%s %d" % kv for kv in sorted(shim.reports.items())) or "none"))
         t_rerun = time.time()
+        if differ:   # a second module run each way: what one disturbed run did is not a difference
+            runs[False].append(side.run(module, False, args.timeout, cases))
+            runs[True].append(side.run(module, True, shim_timeout, cases))
         for tid in differ:
-            without, with_ = [base.outcomes.get(tid, "missing")], [shim.outcomes.get(tid, "missing")]
-            for _ in range(args.reruns):
-                for seq, use_shim in ((without, False), (with_, True)):
-                    if seq.count("hang") >= 2:
-                        continue                      # a hang costs a timeout: twice is enough
-                    r = side.run(module, use_shim, args.test_timeout, cases, [rerun_pattern(tid)])
-                    seq.append(r.outcomes.get(tid, "missing"))
+            without, with_ = ([r.outcomes.get(tid, "missing") for r in runs[k]] for k in (False, True))
+            if not set(without) & set(with_):        # alone, a few times each way
+                for _ in range(args.reruns):
+                    for seq, use_shim in ((without, False), (with_, True)):
+                        if seq.count("hang") >= 2:
+                            continue                  # a hang costs a timeout: twice is enough
+                        r = side.run(module, use_shim, args.test_timeout, cases, [rerun_pattern(tid)])
+                        seq.append(r.outcomes.get(tid, "missing"))
             kind = classify(without, with_)
-            entry = find_known(known, version, args.reports, tid) if kind not in ("noise", "none") else None
-            if kind in ("noise", "none"):
-                verdict = "noise (varies without the shim)" if kind == "noise" else "not reproduced alone"
+            entry = find_known(known, v, args.reports, tid) if kind in ("consistent", "intermittent") else None
+            if kind == "noise":
+                verdict = "noise: varies without the shim"
+            elif kind == "once":
+                verdict = "not reproduced: a module run with the shim agreed with one without"
             elif entry and entry["kind"] == "explained":
                 verdict = "explained: " + entry["reason"]
-            elif entry:
-                verdict, failures = "KNOWN BUG, EXPECTED TO BE FIXED: " + entry["reason"], failures + 1
             else:
-                verdict, failures = "UNEXPLAINED", failures + 1
-            print("  %s %s: without %s, with %s [%s] -> %s"
-                  % (v, tid, " ".join(without), " ".join(with_), kind, verdict))
+                verdict = "KNOWN BUG: " + entry["reason"] if entry else "UNEXPLAINED"
+            line = "%s %s: without %s, with %s [%s] -> %s" % (v, tid, " ".join(without),
+                                                             " ".join(with_), kind, verdict)
+            print("  " + line)
+            if kind in ("consistent", "intermittent") and not (entry and entry["kind"] == "explained"):
+                problems.append(line)
         timings.append((module, base.seconds, shim.seconds, time.time() - t_rerun, time.time() - t0))
 
     for e in known:
         if e["kind"] == "bug" and not e["used"] and e["tid"].split(".")[0] in modules \
-                and e["mode"] in ("*", args.reports) \
-                and any(i == "*" or v == i or v.startswith(i + ".") for i in e["interps"]):
+                and applies(e, v, args.reports):
             print("NOTE: %s:%d (bug %s) did not show on %s: fixed? then delete the line"
                   % (os.path.basename(args.known), e["line"], e["tid"], v))
-    print("\ntimes (s)        without   with  reruns  total")
+    print("\ntimes (s)        without   with confirm  total    (confirm: second module runs, reruns alone)")
     for module, a, b, c, d in timings:
         print("  %-24s %5.0f %6.0f %7.0f %6.0f" % (module, a, b, c, d))
     if not args.keep:
-        if failures:
+        if problems:
             print("outputs kept in %s" % workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print("FAIL: %d difference(s) not explained" % failures if failures else "PASS")
-    return 1 if failures else 0
+    if problems:
+        print("\nFAIL: %d difference(s) not explained:\n  %s" % (len(problems), "\n  ".join(problems)))
+        return 1
+    print("PASS")
+    return 0
 
 
 if __name__ == "__main__":
