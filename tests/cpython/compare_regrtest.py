@@ -255,6 +255,8 @@ def main():
     ap.add_argument("--test-timeout", type=int, default=60, help="seconds for a rerun of one test")
     ap.add_argument("--keep", help="keep every run's output in this directory")
     args = ap.parse_args()
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)   # progress shows while it runs
 
     py = interpreters.resolve(args.interp)
     if py is None:
