@@ -243,7 +243,7 @@ def find_known(entries, v, mode, tid):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description="CPython's regression tests without and with the shim, compared")
     ap.add_argument("--interp", required=True, help="a path, or pyenv:X.Y (see tests/py/interpreters.py)")
     ap.add_argument("--shim", required=True)
     ap.add_argument("--modules", default=",".join(MODULES))
@@ -258,6 +258,9 @@ def main():
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)   # progress shows while it runs
 
+    if not os.path.exists(args.shim):
+        print("FAIL: shim %s does not exist" % args.shim)
+        return 1
     py = interpreters.resolve(args.interp)
     if py is None:
         print("SKIP: interpreter %s is not on this machine" % args.interp)
