@@ -32,8 +32,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
-import interpreters  # noqa: E402
+from forksafe_test import preload, resolve
 
 SKIP = 77
 MODULES = ["test_threading", "test_thread", "test_fork1", "test_os", "test_logging", "test_queue",
@@ -160,7 +159,7 @@ class Side:
         self.env["TMPDIR"] = os.path.join(workdir, "tmp")
         for d in (self.logdir, self.env["TMPDIR"]):
             os.makedirs(d, exist_ok=True)
-        self.shim_env = dict(self.env, LD_PRELOAD=shim)
+        self.shim_env = dict(self.env, LD_PRELOAD=preload(shim))
         if args.reports == "log":
             self.shim_env.update(FORKSAFE_FORMAT="json",
                                  FORKSAFE_LOG=os.path.join(self.logdir, "forksafe-%p.jsonl"))
@@ -244,7 +243,7 @@ def find_known(entries, v, mode, tid):
 
 def main():
     ap = argparse.ArgumentParser(description="CPython's regression tests without and with the shim, compared")
-    ap.add_argument("--interp", required=True, help="a path, or pyenv:X.Y (see tests/py/interpreters.py)")
+    ap.add_argument("--interp", required=True, help="a path, debian, or pyenv:X.Y (see resolve() in tests/lib/forksafe_test.py)")
     ap.add_argument("--shim", required=True)
     ap.add_argument("--modules", default=",".join(MODULES))
     ap.add_argument("--reports", choices=("log", "stderr"), default="log",
@@ -261,7 +260,7 @@ def main():
     if not os.path.exists(args.shim):
         print("FAIL: shim %s does not exist" % args.shim)
         return 1
-    py = interpreters.resolve(args.interp)
+    py = resolve(args.interp)
     if py is None:
         print("SKIP: interpreter %s is not on this machine" % args.interp)
         return SKIP
