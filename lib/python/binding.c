@@ -101,6 +101,13 @@ int fs_py_detect(void) {
     R(GetVersion, "Py_GetVersion");
     R(Object_GenericGetDict, "PyObject_GenericGetDict");
     R(Object_GetDictPtr, "_PyObject_GetDictPtr");
+    R(Object_Type, "PyObject_Type");
+    R(Type_IsSubtype, "PyType_IsSubtype");
+    R(Dict_SetItem, "PyDict_SetItem");
+    R(Object_IsTrue, "PyObject_IsTrue");
+    R(True, "_Py_TrueStruct");
+    R(False, "_Py_FalseStruct");
+    if (!py.False) R(False, "_Py_ZeroStruct"); /* 2.7 */
     if (py.GetVersion) {
         const char *v = py.GetVersion();
         int major = 0, minor = 0;

@@ -9,6 +9,10 @@
 //    it; if it has a thread state but not the GIL, after PyGILState_Ensure, as uWSGI itself does
 //    before forking with --py-call-uwsgi-fork-hooks.
 //  - exit: from an atexit callback, after the runtime has joined its threads.
+// The hooks are installed the first time Python starts a thread (pthread_create runs with the GIL
+// held) or creates an event loop's epoll instance (gevent's and eventlet's hubs: a program of
+// green threads may fork before it ever starts an OS thread), else at the first fork, for the next.
+// The before hook also reads the green threads the child will carry (green.c).
 // After a fork, the after_in_child hook tells the layer above (a registered callback) that the
 // child goes on running. Nothing is imported but 3.x's built-in atexit (2.7's is a Python
 // module, which a file in the current directory could shadow: used only if already loaded).
@@ -33,7 +37,8 @@ static PyObj *none(void) {
 static PyObj *before_fork_hook(PyObj *self, PyObj *unused) {
     (void)self;
     (void)unused;
-    if (fs_py_multi_threaded()) fs_py_snapshot_take();
+    int green = fs_py_green_capture(); /* green threads the child will carry (gevent, eventlet) */
+    if (green || fs_py_multi_threaded()) fs_py_snapshot_take();
     tls_hook_took_snapshot = 1;
     return none();
 }
@@ -152,6 +157,18 @@ void fs_py_thread_starting(struct fs_thread *t) {
     if (t) fs_py_capture_creation(t);
 }
 
+/* gevent and eventlet create their hub's epoll instance, with the GIL held, before the first green
+ * thread runs; a program of green threads may never call pthread_create before it forks. */
+void fs_py_event_loop_created(void) {
+    if (atomic_load_explicit(&hooks_state, memory_order_relaxed) != HOOKS_NONE) return;
+    if (!fs_py_usable() || !fs_py_holds_gil()) return;
+    PyObj *modules = py.Import_GetModuleDict();
+    /* Before the interpreter has imported posix (an embedding program's very start), installing
+     * would mark the hooks unavailable for good: wait for a later occasion. */
+    if (!modules || !py.Dict_GetItemString(modules, "posix")) return;
+    install_hooks();
+}
+
 void fs_py_before_fork(void) {
     if (tls_hook_took_snapshot) { /* os.fork: our before-hook already read the threads */
         tls_hook_took_snapshot = 0;
@@ -165,10 +182,11 @@ void fs_py_before_fork(void) {
         if (fs_py_holds_gil()) install_hooks(); /* for the next fork */
         if (atomic_load(&hooks_state) != HOOKS_UNAVAILABLE) return;
     }
-    if (!fs_py_multi_threaded()) return;
+    int multi = fs_py_multi_threaded();
     if (fs_py_holds_gil()) {
-        fs_py_snapshot_take();
-    } else {
+        int green = fs_py_green_capture();
+        if (multi || green) fs_py_snapshot_take();
+    } else if (multi) {
         int g = py.GILState_Ensure();
         fs_py_snapshot_take();
         py.GILState_Release(g);

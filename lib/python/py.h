@@ -55,7 +55,11 @@ struct fs_py_api {
     const char *(*GetVersion)(void);
     PyObj *(*Object_GenericGetDict)(PyObj *, void *);  /* 3.3+: an instance __dict__, no user code */
     PyObj **(*Object_GetDictPtr)(PyObj *);         /* 2.7 */
-    PyObj *None;
+    PyObj *(*Object_Type)(PyObj *);                /* new reference; runs no code */
+    int (*Type_IsSubtype)(PyObj *, PyObj *);       /* by the MRO; runs no code */
+    int (*Dict_SetItem)(PyObj *, PyObj *, PyObj *);
+    int (*Object_IsTrue)(PyObj *);
+    PyObj *None, *True, *False;
 };
 extern struct fs_py_api py;
 extern int fs_py_version;   /* major * 100 + minor, e.g. 311 */
@@ -94,6 +98,12 @@ int fs_py_multi_threaded(void);           /* more than one thread exists, by the
 
 /* ---- sites.c ---- */
 void fs_py_capture_creation(struct fs_thread *t);   /* the GIL is held */
+uint16_t fs_py_site_of(PyObj *code);               /* a code object's site (0: none); the GIL is held */
+
+/* ---- green.c ---- */
+/* Under gevent's or eventlet's patch: the Thread of this OS thread's current greenlet in
+ * `active` (threading._active), borrowed; NULL otherwise. The GIL is held. */
+PyObj *fs_py_green_current_thread(PyObj *active);
 
 /* ---- pymutex.c ---- */
 void fs_py_lock_layout_measure(void);     /* when the hooks are installed; the GIL is held */
