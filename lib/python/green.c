@@ -296,16 +296,61 @@ static void gevent_created(PyObj *g, struct green *out, PyObj *spawning_stack_ge
     py.Err_Clear();
 }
 
-/* Schedules the end of `g` through its library. A green Thread gets SystemExit, which its own
- * bootstrap ends on silently (as sys.exit() in a thread); any other greenlet GreenletExit, which
- * both libraries treat as a normal end. The Thread goes back into threading._active (threading's
- * after-fork hook took it out): its bootstrap removes it there on the way out. */
+/* Runs later in the child, from its hub, with the GIL: (greenlet or None, exception, active, key,
+ * thread). Puts a green Thread back into threading._active under its ident (threading's after-fork
+ * hooks took it out, and another copy of threading's, such as eventlet's `original` one, may
+ * run after ours: too late to do it in our hook), so that its bootstrap finds it there on the way
+ * out; then, if given a greenlet, throws the exception into it. */
+static PyObj *end_greenlet(PyObj *self, PyObj *args) {
+    (void)self;
+    PyObj *g = py.Tuple_GetItem(args, 0), *exc = py.Tuple_GetItem(args, 1), *active = py.Tuple_GetItem(args, 2);
+    PyObj *key = py.Tuple_GetItem(args, 3), *thread = py.Tuple_GetItem(args, 4);
+    if (active && key && thread && active != py.None && !py.Dict_GetItem(active, key))
+        py.Dict_SetItem(active, key, thread);
+    py.Err_Clear();
+    if (g && g != py.None && exc && G.throw_descr) {
+        PyObj *get = fs_py_attr(G.throw_descr, "__get__");
+        PyObj *thrower = get ? call1(get, g) : NULL;  /* greenlet's own throw, bound to g */
+        PyObj *r = thrower ? call1(thrower, exc) : NULL;
+        if (r) py.DecRef(r);
+        if (thrower) py.DecRef(thrower);
+        if (get) py.DecRef(get);
+        py.Err_Clear();
+    }
+    py.IncRef(py.None);
+    return py.None;
+}
+
+static struct { const char *name; void *meth; int flags; const char *doc; } end_def = {
+    "forksafe_green_end", (void *)end_greenlet, 0x0001 /* METH_VARARGS */, NULL};
+
+/* Schedules the end of `g` through its library: gevent's Greenlet.kill(block=False) (gevent.kill
+ * for another greenlet), which has the hub throw the exception; eventlet's
+ * hub.schedule_call_global(0, ...), which does the same. A green Thread gets SystemExit, which its
+ * own bootstrap ends on silently (as sys.exit() in a thread); any other greenlet GreenletExit,
+ * which both libraries treat as a normal end. Nothing of the greenlet runs before our hook
+ * returns. */
 static int stop(PyObj *modules, struct green *g, PyObj *threading) {
     PyObj *o = (PyObj *)g->addr, *r = NULL;
     PyObj *builtins = py.Eval_GetBuiltins ? py.Eval_GetBuiltins() : NULL;
     PyObj *sys_exit = builtins ? py.Dict_GetItemString(builtins, "SystemExit") : NULL;
     PyObj *exc = g->kind == KIND_THREAD && sys_exit ? sys_exit : G.greenlet_exit;
+    /* A Thread to put back into threading._active first. */
+    PyObj *active = g->kind == KIND_THREAD ? fs_py_dict_item(threading, "_active") : NULL;
+    PyObj *thread = active && same_type_at(g->thread, g->thread_type) ? (PyObj *)g->thread : py.None;
+    if (!active) active = py.None;
+    PyObj *key = py.Long_FromUnsignedLongLong((unsigned long long)g->addr);
+    PyObj *end = py.CFunction_NewEx ? py.CFunction_NewEx(&end_def, NULL, NULL) : NULL;
+    if (!key || !end) goto out;
     if (cap.lib == LIB_GEVENT) {
+        PyObj *hub = mod_item(modules, "gevent._hub_local", "get_hub_if_exists");
+        PyObj *h = hub ? py.Object_CallObject(hub, NULL) : NULL;
+        PyObj *loop = h && h != py.None ? fs_py_attr(h, "loop") : NULL;
+        PyObj *run_callback = loop ? fs_py_attr(loop, "run_callback") : NULL;
+        PyObj *cb = thread != py.None && run_callback
+                        ? py.Object_CallFunctionObjArgs(run_callback, end, py.None, py.None, active, key, thread, NULL)
+                        : NULL;
+        if (cb) py.DecRef(cb);
         PyObj *cls = mod_item(modules, "gevent.greenlet", "Greenlet");
         PyObj *type = py.Object_Type(o);
         if (cls && type && py.Type_IsSubtype(type, cls)) {
@@ -317,31 +362,27 @@ static int stop(PyObj *modules, struct green *g, PyObj *threading) {
             r = kill ? py.Object_CallFunctionObjArgs(kill, o, exc, NULL) : NULL;
         }
         if (type) py.DecRef(type);
+        if (run_callback) py.DecRef(run_callback);
+        if (loop) py.DecRef(loop);
+        if (h) py.DecRef(h);
     } else if (cap.lib == LIB_EVENTLET) {
         PyObj *tl = mod_item(modules, "eventlet.hubs", "_threadlocal");
         PyObj *hub = tl ? fs_py_attr(tl, "hub") : NULL;
         PyObj *sched = hub ? fs_py_attr(hub, "schedule_call_global") : NULL;
-        PyObj *get = G.throw_descr ? fs_py_attr(G.throw_descr, "__get__") : NULL;
-        PyObj *thrower = get ? call1(get, o) : NULL;
-        PyObj *zero = py.Long_FromUnsignedLongLong ? py.Long_FromUnsignedLongLong(0) : NULL;
-        r = sched && thrower && zero ? py.Object_CallFunctionObjArgs(sched, zero, thrower, exc, NULL) : NULL;
+        PyObj *zero = py.Long_FromUnsignedLongLong(0);
+        r = sched && zero ? py.Object_CallFunctionObjArgs(sched, zero, end, o, exc, active, key, thread, NULL) : NULL;
         if (zero) py.DecRef(zero);
-        if (thrower) py.DecRef(thrower);
-        if (get) py.DecRef(get);
         if (sched) py.DecRef(sched);
         if (hub) py.DecRef(hub);
     }
+out:
+    if (key) py.DecRef(key);
+    if (end) py.DecRef(end);
     if (!r) {
         py.Err_Clear();
         return 0;
     }
     py.DecRef(r);
-    PyObj *active = g->kind == KIND_THREAD ? fs_py_dict_item(threading, "_active") : NULL;
-    if (active && py.Dict_SetItem && same_type_at(g->thread, g->thread_type)) {
-        PyObj *key = py.Long_FromUnsignedLongLong((unsigned long long)g->addr);
-        if (key && !py.Dict_GetItem(active, key)) py.Dict_SetItem(active, key, (PyObj *)g->thread);
-        if (key) py.DecRef(key);
-    }
     py.Err_Clear();
     return 1;
 }

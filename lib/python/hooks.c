@@ -157,16 +157,20 @@ void fs_py_thread_starting(struct fs_thread *t) {
     if (t) fs_py_capture_creation(t);
 }
 
-/* gevent and eventlet create their hub's epoll instance, with the GIL held, before the first green
- * thread runs; a program of green threads may never call pthread_create before it forks. */
+/* gevent and eventlet create their hub's epoll instance before the first green thread runs; a
+ * program of green threads may never call pthread_create before it forks. gevent's libev does
+ * it with the GIL held; Python's select.epoll (eventlet, asyncio) releases the GIL around the
+ * call, so the thread takes it back the documented way (PyGILState_Ensure), as a C library's
+ * callback would: the interpreter is consistent while a thread has released it. */
 void fs_py_event_loop_created(void) {
     if (atomic_load_explicit(&hooks_state, memory_order_relaxed) != HOOKS_NONE) return;
-    if (!fs_py_usable() || !fs_py_holds_gil()) return;
+    if (!fs_py_usable()) return;
+    int held = fs_py_holds_gil(), g = held ? 0 : py.GILState_Ensure();
     PyObj *modules = py.Import_GetModuleDict();
     /* Before the interpreter has imported posix (an embedding program's very start), installing
      * would mark the hooks unavailable for good: wait for a later occasion. */
-    if (!modules || !py.Dict_GetItemString(modules, "posix")) return;
-    install_hooks();
+    if (modules && py.Dict_GetItemString(modules, "posix")) install_hooks();
+    if (!held) py.GILState_Release(g);
 }
 
 void fs_py_before_fork(void) {
