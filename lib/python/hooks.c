@@ -43,17 +43,27 @@ static PyObj *before_fork_hook(PyObj *self, PyObj *unused) {
     return none();
 }
 
-/* Is the code that forked subprocess's _execute_child (preexec_fn: exec follows)? */
+/* Is the code that forked a subprocess module's _execute_child (exec follows)? The stdlib's
+ * (preexec_fn: the innermost frame) or gevent.subprocess's, which forks through gevent.os's
+ * wrappers (a few frames further out). */
 static int forked_by_subprocess(void) {
-    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL;
-    PyObj *code = !f ? NULL : py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
-    if (!code) return 0;
-    PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
-    const char *n = fs_py_str(name), *fl = fs_py_str(file);
-    int r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
-    if (name) py.DecRef(name);
-    if (file) py.DecRef(file);
-    py.DecRef(code);
+    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL, *owned = NULL;
+    int r = 0;
+    for (int depth = 0; f && f != py.None && depth < 6 && !r; depth++) {
+        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
+        if (code) {
+            PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
+            const char *n = fs_py_str(name), *fl = fs_py_str(file);
+            r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
+            if (name) py.DecRef(name);
+            if (file) py.DecRef(file);
+            py.DecRef(code);
+        }
+        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");
+        if (owned) py.DecRef(owned);
+        owned = f = back;
+    }
+    if (owned) py.DecRef(owned);
     py.Err_Clear();
     return r;
 }

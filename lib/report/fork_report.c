@@ -113,14 +113,15 @@ static void render_strict(struct fs_out *o, const struct fork_ctx *c) {
     fs_out_line(o, "");
     fs_out_text(o, c->strict & FS_STRICT_GREENLETS ? "strict mode (FORKSAFE_STRICT=green): "
                                                    : "strict mode (FORKSAFE_STRICT=on): ");
-    fs_out_int(o, "not_allowed", c->not_allowed);
     if (c->not_allowed) {
-        fs_out_text(o, c->strict & FS_STRICT_GREENLETS ? " thread(s) or green thread(s)" : " thread(s)");
-        fs_out_text(o, " not in FORKSAFE_ALLOW, and the child goes on running after the fork: an error; it exits with status ");
+        fs_out_int(o, "not_allowed", c->not_allowed);
+        fs_out_text(o, c->not_allowed == 1 ? " of them is not in FORKSAFE_ALLOW" : " of them are not in FORKSAFE_ALLOW");
+        fs_out_text(o, " and the child goes on running after the fork: an error; it exits with status ");
         fs_out_int(o, "exit_status", FS_STRICT_EXIT_STATUS);
     } else {
-        fs_out_text(o, " threads not in FORKSAFE_ALLOW: the child goes on");
-        if (o->json) fs_out_str(o, "exit_status", NULL);
+        if (o->json) fs_out_int(o, "not_allowed", 0); /* text says it in words */
+        fs_out_str(o, "exit_status", NULL);
+        fs_out_text(o, "every one of them is in FORKSAFE_ALLOW; the child goes on");
     }
     fs_out_end_obj(o);
 }
