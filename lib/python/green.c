@@ -30,7 +30,7 @@
 #define POOL 16384               /* frames of their stacks and creation stacks */
 #define NAMES (64 * 1024)
 
-enum { KIND_THREAD, KIND_DUMMY, KIND_MAIN };
+enum { KIND_THREAD, KIND_DUMMY, KIND_MAIN, KIND_UNKNOWN };
 static const char *const kind_names[] = {"thread", "dummy", "main"};
 static const char *const lib_names[] = {"", "gevent", "eventlet"};
 
@@ -185,6 +185,27 @@ PyObj *fs_py_green_current_thread(PyObj *active) {
 
 /* ---- the parent, before the fork ---- */
 
+/* Keeps each entry of `table` (id(greenlet) -> its Thread) whose key is a greenlet other than
+ * `cur`. No allocation, so no code can run and change the table under us; the Threads are held
+ * until their names are read. */
+static void scan(PyObj *table, PyObj *cur, uint8_t kind) {
+    ssize_t pos = 0;
+    PyObj *key, *thread;
+    while (py.Dict_Next(table, &pos, &key, &thread)) {
+        uintptr_t addr = (uintptr_t)fs_py_ulong(key), type;
+        if (addr == (uintptr_t)cur || !greenlet_at(addr, &type)) continue;
+        cap.total++;
+        if (cap.n >= GREEN_MAX) continue;
+        struct green *g = &cap.g[cap.n++];
+        memset(g, 0, sizeof *g);
+        g->addr = addr;
+        g->type = type;
+        g->thread = (uintptr_t)thread;
+        g->kind = kind;
+        py.IncRef(thread);
+    }
+}
+
 int fs_py_green_capture(void) {
     cap.n = cap.total = 0;
     cap.taker_pid = 0;
@@ -201,35 +222,29 @@ int fs_py_green_capture(void) {
         return 0;
     }
     fs_arena_reset(&cap.names);
-    /* First pass: no allocation, so no code can run and change the table under us. */
-    ssize_t pos = 0;
-    PyObj *key, *thread;
-    while (py.Dict_Next(active, &pos, &key, &thread)) {
-        uintptr_t addr = (uintptr_t)fs_py_ulong(key), type;
-        if (addr == (uintptr_t)cur || !greenlet_at(addr, &type)) continue;
-        cap.total++;
-        if (cap.n >= GREEN_MAX) continue;
-        struct green *g = &cap.g[cap.n++];
-        memset(g, 0, sizeof *g);
-        g->addr = addr;
-        g->type = type;
-        g->thread = (uintptr_t)thread;
-        py.IncRef(thread); /* until its name is read */
-    }
+    int from = cap.n;
+    scan(active, cur, KIND_UNKNOWN);
+    /* eventlet keeps its own table of the greenlets that asked threading who they are: the
+     * `_GreenThread` wrappers of eventlet.green.threading, one dict per OS thread, by id(greenlet). */
+    PyObj *tl = lib == LIB_EVENTLET ? mod_item(modules, "eventlet.green.threading", "__threadlocal") : NULL;
+    PyObj *wrappers = tl ? fs_py_attr(tl, "active") : NULL;
+    if (wrappers) scan(wrappers, cur, KIND_DUMMY);
     py.DecRef(cur);
     /* Second pass: names and kinds. */
     PyObj *dummy = fs_py_dict_item(threading, "_DummyThread"), *main_type = fs_py_dict_item(threading, "_MainThread");
-    for (int i = 0; i < cap.n; i++) {
+    for (int i = from; i < cap.n; i++) {
         struct green *g = &cap.g[i];
         PyObj *t = (PyObj *)g->thread, *tt = py.Object_Type(t);
         g->thread_type = (uintptr_t)tt;
-        g->kind = tt && main_type && py.Type_IsSubtype(tt, main_type) ? KIND_MAIN
-                  : tt && dummy && py.Type_IsSubtype(tt, dummy)   ? KIND_DUMMY
-                                                                   : KIND_THREAD;
+        if (g->kind == KIND_UNKNOWN)
+            g->kind = tt && main_type && py.Type_IsSubtype(tt, main_type) ? KIND_MAIN
+                      : tt && dummy && py.Type_IsSubtype(tt, dummy)   ? KIND_DUMMY
+                                                                       : KIND_THREAD;
         if (tt) py.DecRef(tt);
         g->name = fs_arena_add(&cap.names, fs_py_str(fs_py_dict_item(t, "_name")), 256);
         py.DecRef(t);
     }
+    if (wrappers) py.DecRef(wrappers);
     py.Err_Clear();
     cap.lib = lib;
     if (cap.n) {
