@@ -94,6 +94,7 @@ int fs_py_detect(void) {
     R(List_GetItem, "PyList_GetItem");
     R(Tuple_GetItem, "PyTuple_GetItem");
     R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
+    R(Long_FromLongLong, "PyLong_FromLongLong");
     R(Unicode_FromString, "PyUnicode_FromString");
     R(Intern_FromString, "PyUnicode_InternFromString");
     if (py.String_AsString) R(Intern_FromString, "PyString_InternFromString"); /* 2.7: str keys */

@@ -18,7 +18,7 @@
 // again with greenlet's own getters (dead, started, of this OS thread, not the hub nor the
 // current greenlet), reads its stack (gr_frame) and where it was created (gevent's
 // spawning_stack), and under FORKSAFE_GREEN=kill stops it through the library's own API:
-// gevent's Greenlet.kill(block=False) / gevent.kill, eventlet's hub.schedule_call_global(0,
+// gevent's Greenlet.kill(block=False) / gevent.kill, eventlet's hub.schedule_call_global(-1e9,
 // greenlet.throw): the exception is delivered by the hub when the child's loop next runs, never
 // from inside our hook. The report (report/fork_report.c) reads what is kept here, without
 // calling Python.
@@ -341,7 +341,7 @@ static struct { const char *name; void *meth; int flags; const char *doc; } end_
 
 /* Schedules the end of `g` through its library: gevent's Greenlet.kill(block=False) (gevent.kill
  * for another greenlet), which has the hub throw the exception; eventlet's
- * hub.schedule_call_global(0, ...), which does the same. A green Thread gets SystemExit, which its
+ * hub.schedule_call_global(-1e9, ...), which does the same. A green Thread gets SystemExit, which its
  * own bootstrap ends on silently (as sys.exit() in a thread); any other greenlet GreenletExit,
  * which both libraries treat as a normal end. Nothing of the greenlet runs before our hook
  * returns. */
@@ -384,9 +384,11 @@ static int stop(PyObj *modules, struct green *g, PyObj *threading) {
         PyObj *tl = mod_item(modules, "eventlet.hubs", "_threadlocal");
         PyObj *hub = tl ? fs_py_attr(tl, "hub") : NULL;
         PyObj *sched = hub ? fs_py_attr(hub, "schedule_call_global") : NULL;
-        PyObj *zero = py.Long_FromUnsignedLongLong(0);
-        r = sched && zero ? py.Object_CallFunctionObjArgs(sched, zero, end, o, exc, active, key, thread, NULL) : NULL;
-        if (zero) py.DecRef(zero);
+        /* Due before any timer already due (the greenlet's own wakeup may be): eventlet fires
+         * due timers earliest first, so the greenlet gets the exception before it runs again. */
+        PyObj *early = py.Long_FromLongLong ? py.Long_FromLongLong(-1000000000LL) : NULL;
+        r = sched && early ? py.Object_CallFunctionObjArgs(sched, early, end, o, exc, active, key, thread, NULL) : NULL;
+        if (early) py.DecRef(early);
         if (sched) py.DecRef(sched);
         if (hub) py.DecRef(hub);
     }

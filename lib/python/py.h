@@ -50,6 +50,7 @@ struct fs_py_api {
     PyObj *(*List_GetItem)(PyObj *, ssize_t);      /* borrowed */
     PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
     PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
+    PyObj *(*Long_FromLongLong)(long long);
     PyObj *(*Unicode_FromString)(const char *);
     PyObj *(*Intern_FromString)(const char *);     /* PyUnicode_InternFromString, 2.7: PyString_ */
     const char *(*GetVersion)(void);
