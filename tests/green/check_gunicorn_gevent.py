@@ -6,7 +6,8 @@
 #                     with it, each worker's fork report lists the carried listener (name, stack,
 #                     the app's line that started it), and the copies still run
 #   --mode kill       FORKSAFE_GREEN=kill: each worker's report says it is stopped, the copy is
-#                     dead in each worker and never ran there; the master's listener goes on
+#                     dead in each worker and beat there at most once (a wake-up already due at
+#                     the fork); the master's listener goes on
 #                     (not checked with --no-master-progress)
 #   --mode nothread   patch_all(thread=False): the listener is an OS thread, lost at the fork;
 #                     each worker's report names it
@@ -192,9 +193,14 @@ def main():
         if a.mode == "kill":
             if any(s != {"dead"} for s in states.values()):
                 fail("kill mode: the listener's copy is not dead in every worker: %s" % states)
-            ran = sorted(set(beats) - {master})
+            # At most one beat in a worker: a wake-up already due in the turn of the master's loop
+            # that forked runs before the exception reaches it (README, Green threads: limits).
+            ran = {w: beats.count(w) for w in set(beats) - {master}}
+            if any(n > 1 for n in ran.values()):
+                fail("kill mode: the listener went on running in %s, not only in the master %d" % (ran, master),
+                     err + "\n".join(json.dumps(e) for e in reports))
             if ran:
-                fail("kill mode: the listener ran in %s, not only in the master %d" % (ran, master))
+                print("note: one last beat in %s before the stop landed" % sorted(ran))
         print("OK %s: master %d, workers %s: %s" % (a.mode, master, workers, {w: sorted(s) for w, s in states.items()}))
 
 
