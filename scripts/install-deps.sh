@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Installs what libforksafe's build, demo and tests need on Debian 12 (as root). Idempotent.
 set -euo pipefail
-pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo)
+pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo
+      python3-gevent python3-eventlet)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -45,13 +45,14 @@ struct green {
 
 static char name_mem[NAMES];
 static struct {
-    pid_t taker_pid, taker_tid;      /* who captured, for the fork right after it */
-    int lib;                         /* FS_GREEN_LIB_* */
     int n, total;                    /* kept; found (may exceed GREEN_MAX) */
+    int valid;                       /* the capture describes the fork being reported (set inside
+                                      * fork; next to `n`: a fork that carries nothing reads one line) */
+    pid_t taker_pid, taker_tid;      /* who captured, for the fork right after it */
+    int lib;                         /* LIB_* */
     struct green g[GREEN_MAX];
-    struct fs_arena names;
-} cap = {.names = {name_mem, 0, NAMES}};
-static int valid;                    /* the capture describes the fork being reported */
+} cap;                               /* zero-initialised: no page of it is touched until used */
+static struct fs_arena names = {name_mem, 0, NAMES};
 static int details;                  /* this child has checked the greenlets and read their stacks */
 static int live_count;
 static struct { uint16_t site; int line; } pool[POOL];
@@ -221,7 +222,7 @@ int fs_py_green_capture(void) {
         py.Err_Clear();
         return 0;
     }
-    fs_arena_reset(&cap.names);
+    fs_arena_reset(&names);
     int from = cap.n;
     scan(active, cur, KIND_UNKNOWN);
     /* eventlet keeps its own table of the greenlets that asked threading who they are: the
@@ -241,7 +242,7 @@ int fs_py_green_capture(void) {
                       : tt && dummy && py.Type_IsSubtype(tt, dummy)   ? KIND_DUMMY
                                                                        : KIND_THREAD;
         if (tt) py.DecRef(tt);
-        g->name = fs_arena_add(&cap.names, fs_py_str(fs_py_dict_item(t, "_name")), 256);
+        g->name = fs_arena_add(&names, fs_py_str(fs_py_dict_item(t, "_name")), 256);
         py.DecRef(t);
     }
     if (wrappers) py.DecRef(wrappers);
@@ -256,7 +257,7 @@ int fs_py_green_capture(void) {
 
 FS_FORK_PATH int fs_py_green_prepare(pid_t forking_tid) {
     int v = cap.n > 0 && cap.taker_tid == forking_tid && cap.taker_pid == fs_proc.pid;
-    if (valid != v) valid = v; /* inside fork: write only what changes */
+    if (cap.valid != v) cap.valid = v; /* inside fork: write only what changes */
     return v;
 }
 
@@ -408,7 +409,7 @@ void fs_py_green_child(void) {
     details = 0;
     live_count = 0;
     pool_n = 0;
-    if (!valid || cap.n == 0) return;
+    if (!cap.valid || cap.n == 0) return;
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *threading = modules ? py.Dict_GetItemString(modules, "threading") : NULL;
     if (!threading || !lookup(modules)) return;
@@ -474,13 +475,13 @@ void fs_py_green_child(void) {
 /* ---- the report's view (async-signal-safe: memory only) ---- */
 
 int fs_py_green_count(int *total) {
-    int n = !valid ? 0 : details ? live_count : cap.n;
-    if (total) *total = n + (valid ? cap.total - cap.n : 0);
+    int n = !cap.valid ? 0 : details ? live_count : cap.n;
+    if (total) *total = n + (cap.valid ? cap.total - cap.n : 0);
     return n;
 }
 
 int fs_py_green_get(int i, struct fs_py_green *out) {
-    if (!valid) return -1;
+    if (!cap.valid) return -1;
     int k = 0;
     for (int j = 0; j < cap.n; j++) {
         const struct green *g = &cap.g[j];
@@ -488,7 +489,7 @@ int fs_py_green_get(int i, struct fs_py_green *out) {
         if (k++ != i) continue;
         out->library = lib_names[cap.lib];
         out->kind = kind_names[g->kind];
-        out->name = fs_arena_str(&cap.names, g->name);
+        out->name = fs_arena_str(&names, g->name);
         out->ident = g->addr;
         out->stopped = g->stopped;
         out->first = g->first;
