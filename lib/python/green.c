@@ -208,9 +208,9 @@ static void scan(PyObj *table, PyObj *cur, uint8_t kind) {
 }
 
 int fs_py_green_capture(void) {
-    cap.n = cap.total = 0;
-    cap.taker_pid = 0;
     if (fs_setting(FS_SET_green) == FS_GREEN_OFF) return 0;
+    if (cap.n || cap.total || cap.taker_pid) cap.n = cap.total = cap.taker_pid = 0;
+    if (details) details = 0; /* what a child of ours reads is from its own fork */
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *threading = modules ? py.Dict_GetItemString(modules, "threading") : NULL;
     int lib = threading ? patched_by(modules, threading) : LIB_NONE;
@@ -406,10 +406,10 @@ out:
 }
 
 void fs_py_green_child(void) {
+    if (fs_likely(!cap.valid || cap.n == 0)) return; /* every child of os.fork: write nothing */
     details = 0;
     live_count = 0;
     pool_n = 0;
-    if (!cap.valid || cap.n == 0) return;
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *threading = modules ? py.Dict_GetItemString(modules, "threading") : NULL;
     if (!threading || !lookup(modules)) return;
