@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs what libforksafe's build, demo and tests need on Debian 12 (as root). Idempotent.
+# libasan8 and libubsan1 (gcc's sanitizer runtimes, which gcc pulls in anyway): the sanitizer run,
+# scripts/test-sanitize.sh.
 set -euo pipefail
-pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo
+pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-pymongo python3-setproctitle
+      # scripts/test-sanitize.sh: gcc's AddressSanitizer and UndefinedBehaviorSanitizer runtimes
+      libasan8 libubsan1
+      # tests/deploy: the Debian package (dpkg-buildpackage, dh), man page lint and rendering,
+      # systemd-analyze verify for the drop-in
+      debhelper dpkg-dev mandoc man-db systemd
+      # tests/green: green threads (gevent, eventlet)
       python3-gevent python3-eventlet)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -152,8 +152,21 @@ int fs_sink_available(void);
 int fs_sink_write(const char *buf, size_t len, int text);
 /* One warning line on the original stderr, at most once per `key` bit (FS_WARN_*). */
 enum { FS_WARN_LOG_OPEN = 1, FS_WARN_LOG_BLOCKED = 2, FS_WARN_LOG_LINK = 4, FS_WARN_LOG_OWNER = 8,
-       FS_WARN_LOG_LONG = 16 };
+       FS_WARN_LOG_LONG = 16, FS_WARN_JOURNAL = 32 };
 void fs_sink_warn(unsigned key, const char *what, const char *value, const char *outcome);
+/* FORKSAFE_LOG=journal[:SOCKET]: the event is wanted in both renderings (JSON: the journal's
+ * fields, text: its MESSAGE), handed over together by fs_sink_write_event. */
+int fs_sink_journal(void);
+/* One event in both renderings (either may be NULL): the journal gets both; elsewhere the one
+ * FORKSAFE_FORMAT names is written as fs_sink_write would. */
+int fs_sink_write_event(const char *json, size_t jlen, const char *text, size_t tlen);
+
+/* ---- journal.c: native journal entries (FORKSAFE_LOG=journal), no libsystemd ---- */
+/* The socket FORKSAFE_LOG names: "journal" (journald's) or "journal:PATH"; NULL for another log. */
+const char *fs_journal_socket(const char *log);
+/* Sends one entry: MESSAGE from `text` (line prefixes dropped), fields flattened from `json`
+ * (either may be NULL). A socket per call, closed before returning. 0, or -1 with errno. */
+int fs_journal_send(const char *sock, const char *json, size_t jlen, const char *text, size_t tlen, pid_t pid);
 
 /* ---- symbols.c: start routine -> "symbol+0xoff (library)", resolved outside fork ---- */
 uint32_t fs_symbol_lookup(const void *addr);   /* cache index + 1, 0 on failure */

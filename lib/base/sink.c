@@ -11,6 +11,9 @@
 //    that belongs neither to us nor to the directory's owner is refused, so that nobody can aim
 //    a privileged program's reports at a file of their choosing. Any refusal: one warning, and
 //    the report goes to stderr.
+//  - FORKSAFE_LOG=journal[:SOCKET]: a native journal entry per event (journal.c), the event
+//    rendered both as JSON (the fields) and text (MESSAGE); a journal that cannot be reached:
+//    one warning, and the event goes to stderr in FORKSAFE_FORMAT.
 // Runs in forked children and signal handlers: async-signal-safe system calls only.
 #include "base.h"
 #include "platform/platform.h"
@@ -24,6 +27,7 @@
 
 static struct { int known; dev_t dev; ino_t ino; } err0;  /* fd 2 when the library loaded */
 static int to_file;
+static const char *journal;   /* the journal's socket, or NULL */
 static _Atomic unsigned warned;
 
 void fs_sink_init(void) {
@@ -35,8 +39,11 @@ void fs_sink_init(void) {
         err0.ino = st.st_ino;
     }
     errno = saved;
-    to_file = strcmp(fs_setting_str(FS_SET_log), "stderr") != 0;
+    journal = fs_journal_socket(fs_setting_str(FS_SET_log));
+    to_file = !journal && strcmp(fs_setting_str(FS_SET_log), "stderr") != 0;
 }
+
+int fs_sink_journal(void) { return journal != NULL; }
 
 /* fd 2 if it is still the original stderr, else -1; *pipe_like for a FIFO or socket. */
 static int stderr_fd(int *pipe_like) {
@@ -48,7 +55,7 @@ static int stderr_fd(int *pipe_like) {
 
 int fs_sink_available(void) {
     int saved = errno, pipe_like;
-    int ok = to_file || stderr_fd(&pipe_like) >= 0;
+    int ok = to_file || journal || stderr_fd(&pipe_like) >= 0;
     errno = saved;
     return ok;
 }
@@ -144,7 +151,11 @@ static int open_log(void) {
             fs_sink_warn(FS_WARN_LOG_OPEN, "cannot open FORKSAFE_LOG", path, "; reports go to stderr");
         return -1;
     }
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && parent_dir(path, &dir) == 0 && !trusted_owner(&dir, st.st_uid)) {
+    /* A file someone else owns, in a directory where they could have planted it (the rule of
+     * fs.protected_regular). Our own file -- the one we just created -- is fine anywhere: the
+     * descriptor refers to it, whatever happens to the name. */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid != geteuid() && parent_dir(path, &dir) == 0 &&
+        !trusted_owner(&dir, st.st_uid)) {
         close(fd);
         fs_sink_warn(FS_WARN_LOG_OWNER, "FORKSAFE_LOG", path,
                      " is a file of another user in a world-writable directory: not written; reports go to stderr");
@@ -171,7 +182,7 @@ static int write_lines(int fd, const char *buf, size_t len) {
     return 0;
 }
 
-int fs_sink_write(const char *buf, size_t len, int text) {
+static int write_plain(const char *buf, size_t len, int text) {
     int saved = errno, pipe_like = 0, fd = to_file ? open_log() : -1, own = fd >= 0;
     struct stat st;
     if (own) pipe_like = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
@@ -186,4 +197,41 @@ int fs_sink_write(const char *buf, size_t len, int text) {
     }
     errno = saved;
     return r;
+}
+
+/* ---- the journal ---- */
+
+/* Sends the event to the journal; if it cannot, one warning and `fallback` to stderr. */
+static int write_journal(const char *json, size_t jlen, const char *text, size_t tlen) {
+    int saved = errno;
+    if (fs_journal_send(journal, json, jlen, text, tlen, fs_sys_getpid()) == 0) {
+        errno = saved;
+        return 0;
+    }
+    const char *why = errno == ENOENT || errno == ECONNREFUSED ? ": no journal listens there"
+                      : errno == EAGAIN ? ": the journal is not keeping up"
+                      : errno == EMSGSIZE || errno == ENOBUFS ? ": the entry is too large"
+                      : errno == EACCES || errno == EPERM ? ": permission denied"
+                      : ": it failed";
+    char outcome[96];
+    struct fs_buf b;
+    fs_buf_init(&b, outcome, sizeof outcome - 1, -1);
+    fs_buf_str(&b, why);
+    fs_buf_str(&b, "; reports go to stderr");
+    outcome[b.len] = '\0';
+    fs_sink_warn(FS_WARN_JOURNAL, "FORKSAFE_LOG: cannot send to the journal socket", journal, outcome);
+    int as_json = json && (fs_setting(FS_SET_format) == FS_FORMAT_JSON || !text);
+    int r = as_json ? write_plain(json, jlen, 0) : write_plain(text, tlen, 1);
+    errno = saved;
+    return r;
+}
+
+int fs_sink_write(const char *buf, size_t len, int text) {
+    if (journal) return text ? write_journal(NULL, 0, buf, len) : write_journal(buf, len, NULL, 0);
+    return write_plain(buf, len, text);
+}
+
+int fs_sink_write_event(const char *json, size_t jlen, const char *text, size_t tlen) {
+    if (journal) return write_journal(json, jlen, text, tlen);
+    return fs_setting(FS_SET_format) == FS_FORMAT_JSON ? write_plain(json, jlen, 0) : write_plain(text, tlen, 1);
 }

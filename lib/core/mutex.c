@@ -47,26 +47,65 @@ static int our_thread(pid_t tid) {
     return fd >= 0;
 }
 
-/* Was `tid` a thread alive at a fork on the way to this process and lost by it? The registry's
- * LOST slots (any fork), and the threads the last fork's record listed that the registry does
- * not know. */
-static int lost_tid(pid_t tid) {
-    if (tid <= 0 || tid == fs_proc.pid) return 0;
-    uint32_t used = fs_registry_used();
-    int known = 0;
-    for (uint32_t i = 0; i < used && !known; i++) {
-        const struct fs_thread *t = &fs_threads[i];
-        uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (t->tid != tid || (s != FS_T_LOST && s != FS_T_LIVE)) continue;
-        if (s == FS_T_LIVE) return 0;
-        known = 1;
+/* The tids of threads lost at the forks on the way to this process, sorted: the registry's LOST
+ * slots (any fork) and the threads the last fork's record listed. Built once per child, at the
+ * first contended lock, so that a contended lock costs a binary search, not a scan. */
+static pid_t lost_sorted[FS_MAX_LISTED];
+static int nlost;
+static uint32_t lost_built_seq; /* fs_proc.fork_seq it was built for; 0: never */
+
+static void add_lost(pid_t tid) {
+    if (tid > 0 && nlost < FS_MAX_LISTED) lost_sorted[nlost++] = tid;
+}
+
+/* Heapsort: n log n, in place, no allocation (a long fork chain may list thousands). */
+static void sift(pid_t *a, int root, int n) {
+    for (int child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && a[child + 1] > a[child]) child++;
+        if (a[root] >= a[child]) return;
+        pid_t t = a[root];
+        a[root] = a[child];
+        a[child] = t;
     }
-    if (!known && fs_proc.fork_recorded) {
+}
+
+static void sort_tids(pid_t *a, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) sift(a, i, n);
+    for (int end = n - 1; end > 0; end--) {
+        pid_t t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift(a, 0, end);
+    }
+}
+
+static void build_lost(void) {
+    nlost = 0;
+    uint32_t used = fs_registry_used();
+    for (uint32_t i = 0; i < used; i++)
+        if (atomic_load_explicit(&fs_threads[i].state, memory_order_acquire) == FS_T_LOST) add_lost(fs_threads[i].tid);
+    if (fs_proc.fork_recorded) {
         const struct fs_fork_record *r = &fs_fork_record;
         int listed = r->ntasks < FS_MAX_LISTED ? r->ntasks : FS_MAX_LISTED;
-        for (int i = 0; i < listed && !known; i++) known = r->tasks[i] == tid && tid != r->forking_tid;
+        for (int i = 0; i < listed; i++)
+            if (r->tasks[i] != r->forking_tid) add_lost(r->tasks[i]);
     }
-    return known && !our_thread(tid);
+    sort_tids(lost_sorted, nlost);
+    lost_built_seq = fs_proc.fork_seq;
+}
+
+/* Was `tid` a thread alive at a fork on the way to this process and lost by it -- and not a
+ * thread of this process now (a lost thread's tid may in time be reused)? */
+static int lost_tid(pid_t tid) {
+    if (tid <= 0 || tid == fs_proc.pid) return 0;
+    if (lost_built_seq != fs_proc.fork_seq) build_lost();
+    int lo = 0, hi = nlost;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (lost_sorted[mid] < tid) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < nlost && lost_sorted[lo] == tid && !our_thread(tid);
 }
 
 static fs_token token_for_tid(pid_t tid) {

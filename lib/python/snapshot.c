@@ -112,7 +112,8 @@ void fs_py_snapshot_take(void) {
         t->name = name ? add_str(name) : 0;
         t->tid = tid_of(t->ident, thread);
         t->first = snap.nframes;
-        t->nframes = (uint32_t)fs_py_walk(frame, depth, add_frame, NULL);
+        fs_py_walk(frame, depth, add_frame, NULL);
+        t->nframes = snap.nframes - t->first; /* what was stored: the frame table may fill up */
     }
     py.DecRef(frames);
     py.Err_Clear();

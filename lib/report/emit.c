@@ -251,15 +251,11 @@ static void render_once(struct fs_out *o, const char *event, const struct timesp
     fs_buf_str(&o->b, o->json ? "}\n" : "\n");
 }
 
-void fs_emit(const char *event, const struct timespec *when, fs_render_fn render, const void *ctx,
-             size_t size_hint) {
-    if (!fs_sink_available()) return;
-    struct timespec now;
-    if (!when) {
-        clock_gettime(CLOCK_REALTIME, &now);
-        when = &now;
-    }
-    struct fs_out o = {.json = fs_setting(FS_SET_format) == FS_FORMAT_JSON, .pid = fs_proc_pid_checked(),
+/* Renders the event as JSON or text and writes it. For the journal (fs_sink_journal) the JSON
+ * rendering, `first`, is kept while the text one is made, and the two go out together. */
+static void emit_as(int json, const char *event, const struct timespec *when, fs_render_fn render,
+                    const void *ctx, size_t size_hint, const struct fs_buf *first) {
+    struct fs_out o = {.json = json, .pid = fs_proc_pid_checked(),
                        .max_frames = INT_MAX, .max_items = INT_MAX};
     const size_t largest = (size_t)fs_setting(FS_SET_event_max); /* FORKSAFE_EVENT_MAX, >= SMALL */
     char small[SMALL];
@@ -291,6 +287,20 @@ void fs_emit(const char *event, const struct timespec *when, fs_render_fn render
     if (o.b.overflow) { /* keep whole lines: cut back to the last complete one */
         while (o.b.len > 0 && o.b.p[o.b.len - 1] != '\n') o.b.len--;
     }
-    fs_sink_write(o.b.p, o.b.len, !o.json);
+    if (first) fs_sink_write_event(first->p, first->len, o.b.p, o.b.len);
+    else if (json && fs_sink_journal()) emit_as(0, event, when, render, ctx, size_hint, &o.b);
+    else fs_sink_write(o.b.p, o.b.len, !o.json);
     if (mapped) munmap(mem, mapped);
+}
+
+void fs_emit(const char *event, const struct timespec *when, fs_render_fn render, const void *ctx,
+             size_t size_hint) {
+    if (!fs_sink_available()) return;
+    struct timespec now;
+    if (!when) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        when = &now;
+    }
+    emit_as(fs_sink_journal() || fs_setting(FS_SET_format) == FS_FORMAT_JSON, event, when, render, ctx, size_hint,
+            NULL);
 }

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 
 static pid_t table[FS_MAX_LISTED];
+static uint32_t stopped_sym[FS_MAX_LISTED]; /* the start routine of a thread no longer there (below) */
 static _Atomic int table_busy;
 static _Atomic int exit_reported;
 
@@ -55,11 +56,11 @@ static void render_table(struct fs_out *o, const void *ctx) {
     fs_out_list(o, "threads");
     for (int i = 0; i < c->n && fs_out_room(o, i); i++) {
         pid_t tid = c->tids[i];
-        const struct fs_thread *t = fs_thread_find_tid(fs_proc.pid, tid);
+        const struct fs_thread *t = stopped_sym[i] ? NULL : fs_thread_find_tid(fs_proc.pid, tid);
         char name[16] = "";
         if (tid == fs_gettid()) {
             if (prctl(PR_GET_NAME, name) != 0) name[0] = '\0';
-        } else {
+        } else if (!stopped_sym[i]) {
             fs_thread_name(t, fs_proc.pid, tid, name);
         }
         struct fs_py_info info;
@@ -67,7 +68,7 @@ static void render_table(struct fs_out *o, const void *ctx) {
         int is_idle = idle(tid, py);
         const char *pyname = py && py->name[0] ? py->name : (t && t->pyname[0] ? t->pyname : NULL);
         struct fs_thread_view v = {.label = is_idle ? "idle" : "busy", .tid = tid, .name = name,
-                                   .start_sym = t ? t->start_sym : 0, .state = is_idle ? "idle" : "busy",
+                                   .start_sym = t ? t->start_sym : stopped_sym[i], .state = is_idle ? "idle" : "busy",
                                    .pyname = pyname, .py = py, .created = t, .app = t ? fs_app_frame(t) : -1};
         fs_out_thread(o, NULL, &v);
     }
@@ -108,6 +109,7 @@ static void thread_table(const char *event, const char *how, const char *path, i
     for (int i = 0; i < listed; i++) {
         if ((table[i] == self && !include_self) || (table[i] != self && finishing(table[i], how != NULL)))
             continue;
+        stopped_sym[kept] = 0;
         table[kept++] = table[i];
         /* Work cut off: a busy thread, unless the standard library started it for its own
          * machinery (a Manager's handler finishing a reply as the server exits). */
@@ -115,6 +117,21 @@ static void thread_table(const char *event, const char *how, const char *path, i
         if (how && !busy)
             busy = !idle(table[i], fs_py_lookup(table[i], &info)) &&
                    !fs_py_created_by_stdlib(fs_thread_find_tid(fs_proc.pid, table[i]));
+    }
+    /* At exit, also the Python threads that were alive when Python's exit began (the snapshot
+     * of our atexit hook) and have since been stopped without returning: CPython ends a daemon
+     * thread that way when it reaches for the GIL during finalization -- its work cut off, and
+     * gone from the kernel's list before these handlers run. */
+    pid_t tid;
+    uint32_t sym;
+    struct fs_py_info pinfo;
+    for (int i = 0; how && strcmp(how, "exec") != 0 && fs_registry_stopped(i, &tid, &sym) && kept < FS_MAX_LISTED; i++) {
+        int seen = tid == self || !fs_py_lookup(tid, &pinfo);
+        for (int k = 0; k < kept && !seen; k++) seen = table[k] == tid;
+        if (seen) continue;
+        stopped_sym[kept] = sym ? sym : UINT32_MAX; /* nonzero: no live slot to look up */
+        table[kept++] = tid;
+        if (!busy) busy = !fs_py_idle(&pinfo);
     }
     int total = kept + (n - listed);
     /* Nothing cut off after all; or, at exit, only idle threads (normal: daemons waiting for
@@ -138,7 +155,10 @@ FS_FORK_PATH void fs_report_exit(const char *how, const char *path) {
 }
 
 static void exit_report(const char *how, const char *path) {
-    if (fs_thread_count() <= 1) return; /* single-threaded: nothing is cut off */
+    pid_t tid;
+    uint32_t sym;
+    /* Single-threaded, and no thread stopped while Python was exiting: nothing is cut off. */
+    if (fs_thread_count() <= 1 && !fs_registry_stopped(0, &tid, &sym)) return;
     if (atomic_exchange(&exit_reported, 1)) return;
     fs_py_snapshot_for_exit();
     int exec = strcmp(how, "exec") == 0;

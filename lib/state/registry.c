@@ -33,6 +33,21 @@ int fs_registry_recently_ended(pid_t tid) {
     return 0;
 }
 
+/* Threads that ended without their start routine returning (pthread_exit: CPython ends a daemon
+ * thread that way when it reaches for the GIL during finalization). */
+#define STOPPED 1024
+static struct { _Atomic pid_t tid; uint32_t start_sym; } stopped[STOPPED];
+static _Atomic uint32_t stopped_next;
+__thread int fs_tls_returned __attribute__((tls_model("initial-exec")));
+
+int fs_registry_stopped(int i, pid_t *tid, uint32_t *start_sym) {
+    uint32_t n = atomic_load_explicit(&stopped_next, memory_order_acquire);
+    if (i < 0 || (uint32_t)i >= n || (uint32_t)i >= STOPPED) return 0;
+    *tid = atomic_load_explicit(&stopped[i].tid, memory_order_relaxed);
+    *start_sym = stopped[i].start_sym;
+    return 1;
+}
+
 
 __thread fs_token fs_tls_token __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
@@ -45,8 +60,16 @@ static fs_token token_of(const struct fs_thread *t) {
 /* At thread exit: the slot is free again; later semaphore calls of this thread go untracked. */
 static void on_thread_exit(void *p) {
     struct fs_thread *t = p;
-    atomic_store_explicit(&recently_ended[atomic_fetch_add(&recent_next, 1) % RECENT], t->tid,
-                          memory_order_relaxed);
+    if (fs_tls_returned) {
+        atomic_store_explicit(&recently_ended[atomic_fetch_add(&recent_next, 1) % RECENT], t->tid,
+                              memory_order_relaxed);
+    } else if (t->start) { /* started through pthread_create, and stopped on the way */
+        uint32_t i = atomic_fetch_add(&stopped_next, 1);
+        if (i < STOPPED) {
+            stopped[i].start_sym = t->start_sym;
+            atomic_store_explicit(&stopped[i].tid, t->tid, memory_order_release);
+        }
+    }
     fs_tls_token = FS_TOKEN_NONE;
     atomic_store_explicit(&t->state, FS_T_FREE, memory_order_release);
     atomic_store_explicit(&free_hint, (uint32_t)(t - fs_threads), memory_order_relaxed);

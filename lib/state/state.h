@@ -93,6 +93,11 @@ uint32_t fs_registry_live(void);
 /* Did thread `tid`'s start routine return very recently? (The kernel may list it a moment
  * longer.) */
 int fs_registry_recently_ended(pid_t tid);
+/* Set by the pthread_create trampoline when the start routine has returned. */
+extern __thread int fs_tls_returned __attribute__((tls_model("initial-exec")));
+/* Entry i of the threads that ended without their start routine returning (pthread_exit), in
+ * order: 1 and its tid and start routine, or 0 past the end. */
+int fs_registry_stopped(int i, pid_t *tid, uint32_t *start_sym);
 
 /* Thread `tid` of process `pid`: a live thread of this process, or one lost at a fork of `pid`.
  * Through an index when one is built. */

@@ -16,7 +16,9 @@ static void *thread_start(void *p) {
     void *arg = t->arg;
     fs_registry_become(t);
     fs_report_thread_started(fs_registry_live());
-    return start(arg);
+    void *r = start(arg);
+    fs_tls_returned = 1; /* it ended by returning, not cut short by pthread_exit */
+    return r;
 }
 
 FS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg) {

@@ -26,30 +26,7 @@
 // Exit status 0; 1 if a check failed; 2 on bad usage.
 // Built with -rdynamic so busy_worker and idle_worker are in the dynamic symbol table:
 //   cc -O2 -g -pthread -rdynamic -o c_exit c_exit.c
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            dprintf(2, "c_exit: %s:%d: check failed: %s (errno %d)\n", __FILE__, __LINE__, \
-                    #cond, errno);                                                           \
-            _exit(1);                                                                        \
-        }                                                                                    \
-    } while (0)
+#include "forksafe_test.h"
 
 static int busy_sleeps;  /* BUSY == sleep */
 static int idle_on_pipe; /* IDLE == pipe */
@@ -61,12 +38,10 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int never_fd[2];
 
-static pid_t gettid_(void) { return (pid_t)syscall(SYS_gettid); }
-
 __attribute__((noinline)) void *busy_worker(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "busy-worker");
-    atomic_store(&busy_tid, gettid_());
+    atomic_store(&busy_tid, gettid_now());
     while (!stop_flag) {
         if (busy_sleeps) {
             struct timespec ts = {0, 1000000};
@@ -82,7 +57,7 @@ __attribute__((noinline)) void *busy_worker(void *arg) {
 __attribute__((noinline)) void *idle_worker(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "idle-worker");
-    atomic_store(&idle_tid, gettid_());
+    atomic_store(&idle_tid, gettid_now());
     if (idle_on_pipe) {
         char c;
         for (;;)
@@ -95,44 +70,22 @@ __attribute__((noinline)) void *idle_worker(void *arg) {
     return NULL;
 }
 
-/* The first field of /proc/self/task/TID/syscall: the system call number the thread is blocked
- * in, or -1 if it is in user space ("running"), or -2 if unreadable. */
-static long task_syscall(pid_t tid) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -2;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -2;
-    buf[n] = 0;
-    if (!strncmp(buf, "running", 7)) return -1;
-    return strtol(buf, NULL, 10);
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Polls a condition with a deadline: up to 10 s. */
 static void wait_until_ready(void) {
-    double deadline = now() + 10.0;
+    double deadline = now_s() + 10.0;
     for (;;) {
         pid_t b = atomic_load(&busy_tid), i = atomic_load(&idle_tid);
         int ok = b && i && atomic_load(&busy_rounds) > 2;
         if (ok) {
-            long sb = task_syscall(b), si = task_syscall(i);
+            long sb = task_syscall(b, NULL), si = task_syscall(i, NULL);
             /* idle: asleep in futex or read. busy: its loop has run a few rounds; the spinning
              * one makes no system call, the sleeping one is in (clock_)nanosleep or between. */
             ok = (idle_on_pipe ? si == SYS_read : si == SYS_futex) &&
                  (!busy_sleeps || sb == -1 || sb == SYS_clock_nanosleep || sb == SYS_nanosleep);
         }
         if (ok) return;
-        CHECK(now() < deadline);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL); /* polling a condition with a deadline */
+        CHECK(now_s() < deadline);
+        sleep_ms(1); /* polling a condition with a deadline */
     }
 }
 
@@ -159,7 +112,7 @@ int main(int argc, char **argv) {
     CHECK(pthread_create(&i, NULL, idle_worker, NULL) == 0);
     if (dump) CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
     wait_until_ready();
-    dprintf(1, "TIDS main=%d busy=%d idle=%d\n", (int)gettid_(), (int)atomic_load(&busy_tid),
+    dprintf(1, "TIDS main=%d busy=%d idle=%d\n", (int)gettid_now(), (int)atomic_load(&busy_tid),
             (int)atomic_load(&idle_tid));
 
     if (!strcmp(end, "return")) return 0;

@@ -11,15 +11,11 @@
 #   - fork then execv in the child: no event from the child; the parent's own exit is reported.
 # Every case first runs without the shim (the program itself must behave).
 #   check_c_exit.py --bin build/tests/exit/c_exit --shim build/lib/libforksafe.so
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (base_env, check_exit_event, fail, read_events, run, shim_env)  # noqa: E402
+from forksafe_test import base_env, check_exit_event, driver_args, fail, read_events, run_done, shim_env
 
 # (argv after the binary, expected how, what busy-worker does, what idle-worker does)
 END_CASES = [
@@ -41,7 +37,7 @@ def parse_tids(out):
 
 
 def run_program(binary, args, env):
-    rc, out, err = run([binary] + args, env, timeout=60)
+    rc, out, err = run_done([binary] + args, env, timeout=60, text=True)
     if rc != 0:
         fail("c_exit %s exited %d" % (" ".join(args), rc), extra=out + err)
     return out
@@ -70,11 +66,8 @@ def check_workers(ev, tids, binary, label):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    binary = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    binary = a.bin
     results = []
 
     with tempfile.TemporaryDirectory() as top:

@@ -12,20 +12,18 @@
 # Each signal is sent only once the program has said READY, and the event is awaited by polling
 # the log with a deadline.
 #   check_dump_signal.py --bin build/tests/exit/c_exit --shim build/lib/libforksafe.so [--interp debian]
-import argparse
 import os
 import re
 import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, check_thread_fields, fail, read_events, resolve_interp,  # noqa: E402
-                     shim_env, wait_for)
+from forksafe_test import (Result, check_thread_fields, driver_args, fail, no_sanitizer_report, read_events,
+                           resolve_or_skip, shim_env, wait_for)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROG = os.path.join(HERE, "py_exit_prog.py")
 
@@ -67,16 +65,14 @@ def signalled_run(cmd, env, logdir, expect_listing=True):
         proc.kill()
         proc.wait(timeout=30)
         raise
-    return out, proc.returncode, read_events(logdir), err.decode(errors="replace")
+    err = err.decode(errors="replace")
+    no_sanitizer_report(cmd, Result(proc.returncode, out + rest.decode(errors="replace"), err, 0, False))
+    return out, proc.returncode, read_events(logdir), err
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--interp", default="debian")
-    a = ap.parse_args()
-    binary = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim", interp="debian")
+    binary = a.bin
 
     with tempfile.TemporaryDirectory() as tmp:
         # C.
@@ -124,7 +120,7 @@ def main():
         print("ok: FORKSAFE_DUMP_SIGNAL unset: SIGUSR2 killed the program, no listing")
 
         # Python.
-        interp = resolve_interp(a.interp)
+        interp = resolve_or_skip(a.interp)
         d = os.path.join(tmp, "py")
         os.mkdir(d)
         out, rc, events, err = signalled_run([interp, PROG, "dump"],

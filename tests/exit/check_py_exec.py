@@ -11,26 +11,21 @@
 #     no exit or exec event from the child (other events from it are printed as notes: an os.fork
 #     child writes its fork report before it execs); the parent's own normal end lists idle-daemon.
 #   check_py_exec.py --interp debian|pyenv:X.Y|PATH --shim build/lib/libforksafe.so
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, read_events,  # noqa: E402
-                     resolve_interp, run, shim_env)
+from forksafe_test import (base_env, check_exit_event, driver_args, fail, has_frame, mark, read_events,
+                           resolve_or_skip, run_done, shim_env)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROG = os.path.join(HERE, "py_exit_prog.py")
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--interp", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    interp = resolve_interp(a.interp)
+    a = driver_args("interp", "shim")
+    interp = resolve_or_skip(a.interp)
     wait_line = mark(PROG, "idle_wait")
 
     def check_daemon(ev, daemon, label):
@@ -44,13 +39,13 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("execv", "popen_preexec", "popen", "forkexec"):
-            rc, out, err = run([interp, PROG, mode], base_env(), timeout=60)
+            rc, out, err = run_done([interp, PROG, mode], base_env(), timeout=60, text=True)
             if rc != 0:
                 fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
             d = os.path.join(tmp, mode)
             os.mkdir(d)
             # The daemon is idle: listed only with FORKSAFE_EXIT_REPORT=all (checked below without).
-            rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d, FORKSAFE_EXIT_REPORT="all"), timeout=60)
+            rc, out, err = run_done([interp, PROG, mode], shim_env(a.shim, d, FORKSAFE_EXIT_REPORT="all"), timeout=60, text=True)
             if rc != 0:
                 fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
             daemon = int(re.search(r"^DAEMON (\d+)$", out, re.M).group(1))
@@ -66,7 +61,7 @@ def main():
                 print("ok: execv: exec event path=/bin/true lists idle-daemon, idle, at line %d" % wait_line)
                 d = os.path.join(tmp, "execv-default")
                 os.mkdir(d)
-                rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d), timeout=60)
+                rc, out, err = run_done([interp, PROG, mode], shim_env(a.shim, d), timeout=60, text=True)
                 if rc != 0 or read_events(d):
                     fail("execv: only an idle thread is cut off: no event by default", read_events(d))
                 print("ok: execv: no event by default (the only thread cut off is idle)")

@@ -11,25 +11,27 @@
 #     event, how "exit", that thread alone, state "idle", python_name "idle-daemon", its stack
 #     showing idle_daemon_main at the Event.wait() call; the same with sys.exit(0), and with
 #     os._exit(0) (how "_exit");
-#   - all together: the event lists the daemon thread only.
+#   - all together: the event lists the daemon thread only;
+#   - a daemon thread busy in pure Python work at the normal end (CPython stops it with
+#     pthread_exit when it reaches for the GIL during finalization, so it is gone before the
+#     shim's last look): by default one "exit" event lists it, state "busy", python_name
+#     "busy-daemon", its stack in busy_daemon_main.
 # Python 2.7 has no concurrent.futures: there the pool part is not applicable (noted, not failed).
 #   check_py_joined.py --interp debian|pyenv:X.Y|PATH --shim build/lib/libforksafe.so
-import argparse
 import os
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, one_cpu,  # noqa: E402
-                     read_events, resolve_interp, run, shim_env)
+from forksafe_test import (base_env, check_exit_event, driver_args, fail, has_frame, mark, one_cpu,
+                           read_events, resolve_or_skip, run_done, shim_env)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROG = os.path.join(HERE, "py_exit_prog.py")
 REPEAT = 10
 
 
 def facts(out):
-    f = {"pool": [], "pool_names": [], "nondaemon": [], "daemon": []}
+    f = {"pool": [], "pool_names": [], "nondaemon": [], "daemon": [], "busy": []}
     for line in out.splitlines():
         w = line.split()
         if not w:
@@ -42,26 +44,25 @@ def facts(out):
             f["nondaemon"] = [int(w[1])]
         elif w[0] == "DAEMON":
             f["daemon"] = [int(w[1])]
+        elif w[0] == "BUSY":
+            f["busy"] = [int(w[1])]
     return f
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--interp", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    interp = resolve_interp(a.interp)
+    a = driver_args("interp", "shim")
+    interp = resolve_or_skip(a.interp)
     wait_line = mark(PROG, "idle_wait")
     notes = []
 
     def run_mode(mode, tmp, tag, pinned=False, **settings):
         pin = one_cpu() if pinned else None
-        rc, out, err = run([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin)
+        rc, out, err = run_done([interp, PROG, mode], base_env(), timeout=60, preexec_fn=pin, text=True)
         if rc != 0:
             fail("%s without the shim: exit %d" % (mode, rc), extra=out + err)
         d = os.path.join(tmp, tag)
         os.mkdir(d)
-        rc, out, err = run([interp, PROG, mode], shim_env(a.shim, d, **settings), timeout=60, preexec_fn=pin)
+        rc, out, err = run_done([interp, PROG, mode], shim_env(a.shim, d, **settings), timeout=60, preexec_fn=pin, text=True)
         if rc != 0:
             fail("%s with the shim: exit %d" % (mode, rc), extra=out + err)
         return facts(out), read_events(d)
@@ -123,6 +124,24 @@ def main():
             if not t["python_stack"] or not t["python_stack"][0]["file"].endswith("threading.py"):
                 fail("%s: the innermost frame should be in threading.py (Event.wait)" % mode, [ev])
             notes.append("%s: exit event how=%s lists idle-daemon, idle, at line %d" % (mode, how, wait_line))
+        # A daemon thread cut off in the middle of its work: reported by default.
+        f, events = run_mode("busy", tmp, "busy-default")
+        ends = [e for e in events if e["event"] in ("exit", "exec")]
+        if len(ends) != 1:
+            fail("busy: a busy daemon thread is cut off at exit: expected one exit event", events)
+        ev = ends[0]
+        check_exit_event(ev, "exit")
+        listed = [t for t in ev["threads"] if t["tid"] == f["busy"][0]]
+        if [t["tid"] for t in ev["threads"]] != f["busy"]:
+            fail("busy: expected exactly the busy daemon thread %d" % f["busy"][0], [ev])
+        t = listed[0]
+        if t.get("python_name") != "busy-daemon":
+            fail("busy: python_name should be 'busy-daemon'", [ev])
+        if t["state"] != "busy":
+            fail("busy: the daemon thread in pure Python work should be busy", [ev])
+        if not any(fr.get("function") == "busy_daemon_main" for fr in t.get("python_stack", [])):
+            fail("busy: python_stack should show busy_daemon_main", [ev])
+        notes.append("busy: the default exit event lists busy-daemon, busy, in busy_daemon_main")
 
     for n in notes:
         print("ok: " + n)

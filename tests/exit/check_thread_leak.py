@@ -12,16 +12,14 @@
 #   - the thread names are folded: no digits in a group's python_name;
 #   - FORKSAFE_THREADS_WARN unset (default 100, never reached) or 0 (off): no "threads" event.
 #   check_thread_leak.py --shim build/lib/libforksafe.so [--interp debian]
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, base_env, fail, mark, read_events, resolve_interp, run, shim_env,  # noqa: E402
-                     skip)
+from forksafe_test import (base_env, driver_args, fail, mark, read_events, resolve_or_skip, run_done,
+                           shim_env, skip)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROG = os.path.join(HERE, "py_thread_leak.py")
 N = 20
@@ -30,12 +28,9 @@ PYMONGO_NAMES = {"pymongo_server_monitor_thread", "pymongo_kill_cursors_thread"}
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--interp", default="debian")
-    a = ap.parse_args()
-    interp = resolve_interp(a.interp)
-    rc, out, err = run([interp, "-c", "import pymongo"], base_env(), timeout=60)
+    a = driver_args("shim", interp="debian")
+    interp = resolve_or_skip(a.interp)
+    rc, out, err = run_done([interp, "-c", "import pymongo"], base_env(), timeout=60, text=True)
     if rc != 0:
         skip("pymongo is not importable by %s (Debian: apt-get install python3-pymongo)" % interp)
     line = mark(PROG, "client")
@@ -45,7 +40,7 @@ def main():
         d = os.path.join(tmp, tag)
         os.mkdir(d)
         env = shim_env(a.shim, d, **settings) if settings is not None else base_env()
-        rc, out, err = run([interp, PROG, str(LIMIT)], env, timeout=120)
+        rc, out, err = run_done([interp, PROG, str(LIMIT)], env, timeout=120, text=True)
         if rc != 0:
             fail("%s: exit %d" % (tag, rc), extra=out + err)
         m = re.search(r"CLIENTS (\d+) THREADS (\d+)", out)

@@ -14,38 +14,18 @@
 # the shim, the old worker's pid writes one "exit" event, how "exit", that lists "report-job",
 # busy, with job() at its MARK line in its Python stack.
 #   check_uwsgi_recycle.py --shim build/lib/libforksafe.so
-import argparse
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 
-sys.dont_write_bytecode = True  # nothing written into the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exitlib import (HERE, base_env, check_exit_event, fail, has_frame, mark, read_events,  # noqa: E402
-                     shim_env, skip, wait_for)
+from forksafe_test import (base_env, check_exit_event, driver_args, fail, free_port, has_frame, http_get,
+                           mark, read_events, shim_env, skip, start_server, stop_gracefully, stop_kill,
+                           wait_for)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 UWSGI = "/usr/bin/uwsgi"
 PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
 APP = os.path.join(HERE, "uwsgi_recycle_app.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
 
 
 def uwsgi_log(tmp):
@@ -57,40 +37,13 @@ def start(env, port, tmp):
     cmd = [UWSGI, "--plugin", "python3", "--master", "--processes", "1", "--max-requests", "1",
            "--min-worker-lifetime", "0", "--enable-threads", "--http-socket", "127.0.0.1:%d" % port,
            "--wsgi-file", APP, "--callable", "app", "--die-on-term"]
-    out = open(os.path.join(tmp, "uwsgi.log"), "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
-    out.close()
-
-    def up():
-        if proc.poll() is not None:
-            fail("uwsgi exited %d at start" % proc.returncode, extra=uwsgi_log(tmp))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    try:
-        wait_for(up, 30, "uwsgi to listen")
-    except SystemExit:
-        kill(proc)
-        raise
-    return proc
-
-
-def stop(proc, tmp):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        kill(proc)
-        fail("uwsgi did not stop on SIGTERM", extra=uwsgi_log(tmp))
+    return start_server(cmd, env, port, os.path.join(tmp, "uwsgi.log"), "uwsgi")
 
 
 def get(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=15) as r:
-        body = r.read().decode()
-        if r.status != 200:
-            fail("answer %d: %r" % (r.status, body))
+    status, body = http_get(port, timeout=15)
+    if status != 200:
+        fail("answer %d: %r" % (status, body))
     fields = dict(kv.split("=") for kv in body.split())
     return int(fields["pid"]), int(fields["tid"])
 
@@ -119,10 +72,10 @@ def one_recycle(env, tmp):
         if new_worker == worker:
             fail("the second request was answered by the same worker %d: no recycle" % worker)
     except BaseException:
-        kill(proc)
+        stop_kill(proc)
         print(uwsgi_log(tmp))
         raise
-    stop(proc, tmp)
+    stop_gracefully(proc, "uwsgi", uwsgi_log(tmp))
     if os.path.exists(os.path.join(state, "job-%d.done" % worker)):
         fail("the job of worker %d finished: it was not cut off" % worker, extra=uwsgi_log(tmp))
     atexit_ran = os.path.exists(os.path.join(state, "atexit-%d" % worker))
@@ -130,9 +83,7 @@ def one_recycle(env, tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
+    a = driver_args("shim")
     if not (os.path.exists(UWSGI) and os.path.exists(PLUGIN)):
         skip("Debian's uwsgi-core and uwsgi-plugin-python3 are not installed")
     line = mark(APP, "job")

@@ -10,6 +10,7 @@
 #   sysexit     as daemon, ending with sys.exit(0).
 #   osexit      as daemon, ending with os._exit(0).
 #   mixed       pool + nondaemon + daemon together: only the daemon thread is cut off.
+#   busy        a daemon thread "busy-daemon" runs pure Python work, never waiting, when main ends.
 # Modes that exec (the daemon thread is alive in every one):
 #   execv       os.execv("/bin/true", ["true"]) from main.
 #   popen_preexec   subprocess.Popen(["/bin/true"], preexec_fn=...): fork, run Python in the
@@ -21,6 +22,7 @@
 #               and reads stdin until end of file, while the driver signals the process.
 # It prints lines the driver parses:
 #   DAEMON <tid>        the idle daemon thread's native id, once it is blocked in Event.wait
+#   BUSY <tid>          the busy daemon thread's native id, once it runs
 #   POOL <tid> ...      native ids of the pool's worker threads that ran a job
 #   POOL_NAMES <name> ...   the names of all the pool's worker threads
 #   NONDAEMON <tid>     the non-daemon thread's native id
@@ -41,7 +43,7 @@ except ImportError:  # Python 2.7 without the futures backport
     concurrent = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pyhelp  # noqa: E402
+import program_helpers  # noqa: E402
 
 
 def say(*words):
@@ -52,7 +54,7 @@ def say(*words):
 def idle_daemon_main(stop, box):
     if hasattr(signal, "pthread_sigmask"):  # 3.3+: signals to the process go to main (dump)
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])
-    box.append(pyhelp.gettid())
+    box.append(program_helpers.gettid())
     stop.wait()  # MARK:idle_wait
 
 
@@ -62,14 +64,14 @@ def start_idle_daemon():
     t = threading.Thread(target=idle_daemon_main, args=(stop, box), name="idle-daemon")
     t.daemon = True
     t.start()
-    pyhelp.wait_until(lambda: box, "the daemon thread to start")
-    pyhelp.wait_blocked_in(box[0], t.ident, "wait", ("threading.py",), "the daemon in Event.wait")
+    program_helpers.wait_until(lambda: box, "the daemon thread to start")
+    program_helpers.wait_blocked_in(box[0], t.ident, "wait", ("threading.py",), "the daemon in Event.wait")
     say("DAEMON", box[0])
     return t
 
 
 def pool_job(x):
-    return pyhelp.gettid()
+    return program_helpers.gettid()
 
 
 def start_pool():
@@ -85,7 +87,7 @@ def start_pool():
 
 
 def nondaemon_main(go, box):
-    box.append(pyhelp.gettid())
+    box.append(program_helpers.gettid())
     go.wait(30)
     # Still some work after main has ended: the runtime must wait for this.
     deadline = time.time() + 0.2
@@ -98,9 +100,29 @@ def start_nondaemon():
     box = []
     t = threading.Thread(target=nondaemon_main, args=(go, box), name="nondaemon-worker")
     t.start()
-    pyhelp.wait_until(lambda: box, "the non-daemon thread to start")
+    program_helpers.wait_until(lambda: box, "the non-daemon thread to start")
     say("NONDAEMON", box[0])
     return go
+
+
+def busy_daemon_main(box):
+    box.append(program_helpers.gettid())
+    n = 0
+    # Pure Python work, never waiting: the job a daemon thread is cut off in. Locals and constants
+    # only: 2.7 empties modules and builtins at exit (even `True` is a name there), and the
+    # NameError would end the thread by itself.
+    while 1:
+        n = (n * 31 + 7) % 1000003  # MARK:busy_loop
+
+
+def start_busy_daemon():
+    box = []
+    t = threading.Thread(target=busy_daemon_main, args=(box,), name="busy-daemon")
+    t.daemon = True
+    t.start()
+    program_helpers.wait_until(lambda: box, "the busy daemon thread to start")
+    say("BUSY", box[0])
+    return t
 
 
 def main():
@@ -113,9 +135,11 @@ def main():
         go = start_nondaemon()
     if mode in ("daemon", "sysexit", "osexit", "mixed", "execv", "popen_preexec", "popen", "forkexec", "dump"):
         keep.append(start_idle_daemon())
+    if mode == "busy":
+        keep.append(start_busy_daemon())
 
     if mode == "dump":
-        say("MAIN", pyhelp.gettid())
+        say("MAIN", program_helpers.gettid())
         say("READY")
         while os.read(0, 4096):  # until the driver closes stdin; it signals us meanwhile
             pass

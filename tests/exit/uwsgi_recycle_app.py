@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pyhelp  # noqa: E402
+import program_helpers  # noqa: E402
 
 STATE = os.environ.get("RECYCLE_STATE_DIR")
 JOB_SECONDS = 2.0
@@ -35,7 +35,7 @@ atexit.register(_atexit)
 
 
 def job(seconds, box):
-    box.append(pyhelp.gettid())
+    box.append(program_helpers.gettid())
     time.sleep(seconds)  # MARK:job
     _touch("job-%d.done" % os.getpid())
 
@@ -48,8 +48,8 @@ def app(environ, start_response):
     box = []
     t = threading.Thread(target=job, args=(JOB_SECONDS, box), daemon=True, name="report-job")
     t.start()
-    pyhelp.wait_until(lambda: box, "the job thread to start", timeout=5)
-    pyhelp.wait_blocked_in(box[0], t.ident, "job", (os.path.basename(__file__),),
+    program_helpers.wait_until(lambda: box, "the job thread to start", timeout=5)
+    program_helpers.wait_blocked_in(box[0], t.ident, "job", (os.path.basename(__file__),),
                            "the job asleep in job()", line=JOB_LINE, timeout=5)
     body = ("pid=%d tid=%d\n" % (os.getpid(), box[0])).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])

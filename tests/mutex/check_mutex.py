@@ -5,42 +5,14 @@
 # and the JSON reports.
 #   check_mutex.py --bin build/tests/mutex/mutex_scenarios --shim build/lib/libforksafe.so CASE
 import argparse
-import glob
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-TIMEOUT = 60
-
-
-def fail(msg, evs=()):
-    print("FAIL: " + msg)
-    for e in evs:
-        print("  " + json.dumps(e))
-    sys.exit(1)
-
-
-def run(cmd, env, label):
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT,
-                       universal_newlines=True, start_new_session=True)
-    if p.returncode != 0:
-        fail("%s: exit %d\nstdout:\n%s\nstderr:\n%s" % (label, p.returncode, p.stdout, p.stderr))
-
-
-def events(d):
-    out = []
-    for path in sorted(glob.glob(os.path.join(d, "*.jsonl"))):
-        with open(path) as f:
-            out += [json.loads(line) for line in f]
-    return out
+from forksafe_test import base_env, fail, of, read_events, run_ok, shim_env
 
 
 def check(case, evs):
-    forks = [e for e in evs if e["event"] == "fork"]
-    repaired = [e for e in evs if e["event"] == "lock_repaired"]
-    orphaned = [e for e in evs if e["event"] == "lock_orphaned"]
+    forks, repaired, orphaned = of(evs, "fork"), of(evs, "lock_repaired"), of(evs, "lock_orphaned")
     holder = [t for f in forks for t in f["lost_threads"] if t["name"] == "holder"]
     if case.startswith("lost_") or case.startswith("rwlock_") and case != "never_rwlock_read_held":
         kind = "pthread_rwlock" if case.startswith("rwlock_") else "pthread_mutex"
@@ -76,15 +48,14 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("case")
     a = ap.parse_args()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSAFE_", "LD_PRELOAD"))}
+    a.bin, a.shim = os.path.abspath(a.bin), os.path.abspath(a.shim)
     with tempfile.TemporaryDirectory() as tmp:
-        run([a.bin, a.case], base, "without the shim")
-        env = dict(base, LD_PRELOAD=os.path.abspath(a.shim), FORKSAFE_FORMAT="json",
-                   FORKSAFE_LOG=os.path.join(tmp, "log-%p.jsonl"), FORKSAFE_EXIT_REPORT="off")
+        run_ok([a.bin, a.case], base_env(), "without the shim", timeout=60)
+        settings = {"FORKSAFE_EXIT_REPORT": "off"}
         if a.case == "report_mode":
-            env["FORKSAFE_MODE"] = "report"
-        run([a.bin, a.case], env, "with the shim")
-        check(a.case, events(tmp))
+            settings["FORKSAFE_MODE"] = "report"
+        run_ok([a.bin, a.case], shim_env(a.shim, tmp, **settings), "with the shim", timeout=60)
+        check(a.case, read_events(tmp))
     print("ok: " + a.case)
 
 

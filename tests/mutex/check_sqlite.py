@@ -4,51 +4,38 @@
 # libsqlite3: the child hangs without the shim; with it, it finishes, and the report names the
 # lost query thread and SQLite as the code that waited.
 #   check_sqlite.py --shim build/lib/libforksafe.so
-import argparse
-import glob
-import json
 import os
 import subprocess
-import sys
 import tempfile
+
+from forksafe_test import base_env, driver_args, fail, of, read_events, run, shim_env, skip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 
 
-def run(env):
-    p = subprocess.run([PY, os.path.join(HERE, "sqlite_fork.py"), "--hang-after", "5"], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
-                       start_new_session=True)
-    return p.stdout.strip().splitlines()[-1] if p.stdout.strip() else "no output: " + p.stderr
+def outcome(env):
+    r = run([PY, os.path.join(HERE, "sqlite_fork.py"), "--hang-after", "5"], env, timeout=60, text=True)
+    out = r.out.strip().splitlines()
+    return out[-1] if out else "no output: " + r.err
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
+    a = driver_args("shim")
     if not os.path.exists(PY) or subprocess.run([PY, "-c", "import sqlite3"], timeout=30).returncode != 0:
-        print("SKIP: Debian's python3 with sqlite3 is not installed")
-        sys.exit(77)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSAFE_", "LD_PRELOAD", "PYTHON"))}
-    without = run(base)
+        skip("Debian's python3 with sqlite3 is not installed")
+    without = outcome(base_env())
     if without != "RESULT hung":
-        print("FAIL: without the shim the child should hang on SQLite's mutex: " + without)
-        sys.exit(1)
+        fail("without the shim the child should hang on SQLite's mutex: " + without)
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(base, LD_PRELOAD=os.path.abspath(a.shim), FORKSAFE_FORMAT="json",
-                   FORKSAFE_LOG=os.path.join(tmp, "log-%p.jsonl"))
-        with_shim = run(env)
-        evs = [json.loads(l) for p in glob.glob(os.path.join(tmp, "*.jsonl")) for l in open(p)]
+        with_shim = outcome(shim_env(a.shim, tmp))
+        evs = read_events(tmp)
     if with_shim != "RESULT finished":
-        print("FAIL: with the shim the child should finish: " + with_shim)
-        sys.exit(1)
-    rep = [e for e in evs if e["event"] == "lock_repaired"]
+        fail("with the shim the child should finish: " + with_shim, evs)
+    rep = of(evs, "lock_repaired")
     if len(rep) != 1 or rep[0]["type"] != "pthread_mutex" or rep[0].get("owner_python_name") != "query-thread" \
             or "libsqlite3" not in rep[0].get("waiter_in", ""):
-        print("FAIL: one pthread_mutex repair, owner 'query-thread', waiting in libsqlite3:\n" +
-              "\n".join(json.dumps(e) for e in evs))
-        sys.exit(1)
+        fail("one pthread_mutex repair, owner 'query-thread', waiting in libsqlite3", evs)
     print("ok: SQLite's connection mutex held by a lost query thread: hung without the shim, repaired with it "
           "(waiting in %s)" % rep[0]["waiter_in"])
 

@@ -9,71 +9,24 @@
 //                relock deadlocks) without the shim; it behaves as the child's own lock with it
 //   never_*      locks that must never be repaired (process-shared, robust, priority-inheritance,
 //                read-held rwlock, a child thread's own, a trylock): the same both ways
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "forksafe_test.h"
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s (errno %d)\n", __FILE__, __LINE__, #c, errno); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include <sys/mman.h>
 
 #define HANG_MS 1500
 #define DONE_MS 10000
 
-static int shim(void) { return dlsym(RTLD_DEFAULT, "forksafe_version") != NULL; }
+static int shim(void) { return shim_loaded(); }
 /* The shim repairs (it is loaded and FORKSAFE_MODE is not report). */
 static int repairing(void) {
     const char *mode = getenv("FORKSAFE_MODE");
     return shim() && !(mode && strcmp(mode, "report") == 0);
 }
 
-/* Waits up to ms for pid; its status, or -1 if it had to be killed. */
-static int wait_child(pid_t pid, int ms) {
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    CHECK(pfd >= 0);
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-    int r;
-    do r = poll(&p, 1, ms); while (r < 0 && errno == EINTR);
-    close(pfd);
-    int st;
-    if (r == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        return -1;
-    }
-    CHECK(waitpid(pid, &st, 0) == pid);
-    return st;
-}
-
-static struct timespec in_ms(clockid_t c, int ms) {
-    struct timespec t;
-    clock_gettime(c, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000) t.tv_sec++, t.tv_nsec -= 1000000000;
-    return t;
-}
+static struct timespec in_ms(clockid_t c, int ms) { return deadline_ms(c, ms); }
 
 /* A thread that takes a lock (how many times, how), says so on a pipe, and holds it until told. */
-struct holder {
+struct mholder {
     pthread_mutex_t *m;
     pthread_rwlock_t *rw;
     int times, rw_write;
@@ -81,8 +34,8 @@ struct holder {
     pthread_t t;
 };
 
-static void *holder_main(void *p) {
-    struct holder *h = p;
+static void *mholder_main(void *p) {
+    struct mholder *h = p;
     pthread_setname_np(pthread_self(), "holder");
     for (int i = 0; i < h->times; i++) {
         if (h->m) CHECK(pthread_mutex_lock(h->m) == 0);
@@ -98,14 +51,14 @@ static void *holder_main(void *p) {
     return NULL;
 }
 
-static void hold(struct holder *h) {
+static void hold(struct mholder *h) {
     CHECK(pipe(h->ready) == 0 && pipe(h->release) == 0);
-    CHECK(pthread_create(&h->t, NULL, holder_main, h) == 0);
+    CHECK(pthread_create(&h->t, NULL, mholder_main, h) == 0);
     char c;
     CHECK(read(h->ready[0], &c, 1) == 1);
 }
 
-static void let_go(struct holder *h) {
+static void let_go(struct mholder *h) {
     CHECK(write(h->release[1], "x", 1) == 1);
     CHECK(pthread_join(h->t, NULL) == 0);
 }
@@ -150,7 +103,7 @@ static int free_again(pthread_mutex_t *m) {
 
 static int lost(int type, int times, enum how how) {
     pthread_mutex_t *m = new_mutex(type, 0, 0, 0);
-    struct holder h = {.m = m, .times = times};
+    struct mholder h = {.m = m, .times = times};
     hold(&h);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -171,7 +124,7 @@ static int lost(int type, int times, enum how how) {
 
 static int forker(int type, int op, int with_thread) {
     pthread_mutex_t *m = new_mutex(type, 0, 0, 0);
-    struct holder other = {.m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0), .times = 1};
+    struct mholder other = {.m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0), .times = 1};
     if (with_thread) hold(&other);
     CHECK(pthread_mutex_lock(m) == 0);
     pid_t pid = fork();
@@ -198,7 +151,7 @@ static int forker(int type, int op, int with_thread) {
  * inheritance mutex whose owner the kernel cannot find in the child, glibc aborts the child
  * ("The futex facility returned an unexpected error code"), also as without the shim. */
 static int never(pthread_mutex_t *m) {
-    struct holder h = {.m = m, .times = 1};
+    struct mholder h = {.m = m, .times = 1};
     hold(&h);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -216,7 +169,7 @@ static int never(pthread_mutex_t *m) {
 
 static int never_trylock(void) {
     pthread_mutex_t *m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0);
-    struct holder h = {.m = m, .times = 1};
+    struct mholder h = {.m = m, .times = 1};
     hold(&h);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -233,7 +186,7 @@ static void *lock_and_leave(void *p) {
 
 static int never_child_thread(void) {
     pthread_mutex_t *m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0);
-    struct holder h = {.m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0), .times = 1};
+    struct mholder h = {.m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0), .times = 1};
     hold(&h);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -253,7 +206,7 @@ static int never_child_thread(void) {
 static int rwlock_lost(int held_write, int want_write) {
     pthread_rwlock_t *rw = mmap(NULL, sizeof *rw, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(rw != MAP_FAILED && pthread_rwlock_init(rw, NULL) == 0);
-    struct holder h = {.rw = rw, .times = 1, .rw_write = held_write};
+    struct mholder h = {.rw = rw, .times = 1, .rw_write = held_write};
     hold(&h);
     pid_t pid = fork();
     CHECK(pid >= 0);

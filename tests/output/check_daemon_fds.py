@@ -21,22 +21,15 @@
 #     program that points fd 2 elsewhere does not receive report lines);
 #   - with FORKSAFE_LOG=file: close every fd >= 3, then a report: it arrives in the file.
 #   check_daemon_fds.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, pids, read, report_lines, run_cases, run_ok, shim_env  # noqa: E402
+from forksafe_test import driver_args, fail, pids, read, report_lines, run_cases, run_ok, shim_env
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
 
     def on_stderr(r):

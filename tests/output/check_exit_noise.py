@@ -21,16 +21,13 @@
 #     and shut down normally, then a second one in a `with` block, five times: no exit event from
 #     any process. The script first checks the library is loaded in it.
 #   check_exit_noise.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import glob
 import os
 import re
 import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, json_lines, read, run_cases, run_ok, shim_env, warnings  # noqa: E402
+from forksafe_test import driver_args, fail, json_lines, read, run_cases, run_ok, shim_env, warnings
 
 MANAGER_SCRIPT = r"""
 import ctypes, multiprocessing, os
@@ -49,11 +46,8 @@ print("DONE", flush=True)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
     n = [0]
 

@@ -19,16 +19,13 @@
 # without the shim (0, 1, 2). The runs with the shim must have written the fork report and the
 # repair, so the lists are taken where it matters.
 #   check_fds.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import glob
 import os
 import re
 import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import base_env, fail, read, run_cases, run_ok, shim_env  # noqa: E402
+from forksafe_test import base_env, driver_args, fail, read, run_cases, run_ok, shim_env
 
 STAGES = ["start", "child-after-fork-report", "child-after-lock-repaired", "parent-end"]
 
@@ -43,11 +40,8 @@ def fd_lists(out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
 
     r = run_ok([emitter, "fds"], base_env(), "emitter fds without the shim")

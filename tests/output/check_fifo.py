@@ -18,16 +18,12 @@
 #     would block are dropped, with exactly one warning line; nothing half-written reaches the pipe.
 # The driver never reads the FIFO (and, for "no reader", never opens it): only the library could.
 #   check_fifo.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import errno
 import os
 import stat
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, pids, report_lines, run, run_cases, shim_env, warnings  # noqa: E402
+from forksafe_test import driver_args, fail, pids, report_lines, run, run_cases, shim_env, warnings
 
 TIMEOUT = 10  # a program that does not hang is done in a fraction of a second
 
@@ -82,11 +78,8 @@ def drain(rfd):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
     fifo = os.path.join(tmp.name, "reports.fifo")
     os.mkfifo(fifo, 0o600)

@@ -16,22 +16,15 @@
 # which writes the fork report: JSON forking_thread.name is "forker"; in text the header says
 # "from thread PID 'forker'".
 #   check_forker_name.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env  # noqa: E402
+from forksafe_test import driver_args, fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
 
     def emit(how, fmt):

@@ -24,15 +24,11 @@
 #     owner_name, "m\ufffdm" as the forking thread's; "café" passes unchanged; the others hold
 #     U+FFFD and nothing else foreign.
 #   check_injection.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env  # noqa: E402
+from forksafe_test import driver_args, fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env
 
 TEXT_NAMES = [b"m\x1b[2Jx", b"\nforksafe[1]: x", b"t\tab", b"cr\rx"]   # main, holder, idle...
 TEXT_ESCAPED = [b"m\\x1b[2Jx", b"\\x0aforksafe[1]: x", b"t\\x09ab", b"cr\\x0dx"]
@@ -41,11 +37,8 @@ JSON_NAMES = [b"m\xffm", b"ok\xff\xfeok", b"caf\xc3\xa9", b"x\xe2\x82", b"\xc0\x
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
 
     def emit(names, fmt):

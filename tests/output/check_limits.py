@@ -20,14 +20,11 @@
 #     carriage returns and escape sequences: stderr holds exactly one line, the warning; it names
 #     the variable; at most 100 bytes of the value appear in it; no control byte appears raw.
 #   check_limits.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, lines, pids, read, report_lines, run_cases, run_ok, shim_env, warnings  # noqa: E402
+from forksafe_test import (driver_args, fail, lines, pids, read, report_lines, run_cases, run_ok, shim_env,
+                           warnings)
 
 CHUNK = "abcdefghi\n"                          # 10 bytes; a run of them marks the value in the line
 BAD = "\r\x1b[2J\x1b[31m" + CHUNK * 1024       # about 10 KB: screen-clearing escapes, newlines
@@ -41,11 +38,8 @@ def all_files(top):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
     top = tmp.name
 

@@ -16,24 +16,16 @@
 # instead (a separate test, so each cause fails on its own): the report lists the spinning thread
 # by its real tid and not the exiting thread itself (the library's cached tid is the parent's too).
 #   check_pid_label.py [--tids] --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env  # noqa: E402
+from forksafe_test import driver_args, fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--tids", action="store_true")
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim", tids=dict(action="store_true"))
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
 
     def emit(fmt):

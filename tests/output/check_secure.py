@@ -29,7 +29,6 @@
 # Afterwards nothing of the test is mounted (the namespace dies with its last process).
 # Skipped (77) when not root, without unshare or setuid support, or without user nobody.
 #   check_secure.py --bin build/tests/output/secure_probe --shim build/lib/libforksafe.so
-import argparse
 import json
 import os
 import pwd
@@ -39,9 +38,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import base_env, fail, lines, report_lines, run, run_cases, skip  # noqa: E402
+from forksafe_test import LIB, base_env, driver_args, fail, lines, report_lines, run, run_cases, skip
 
 NOBODY = 65534
 CANDIDATES = [["/usr/bin/mount", "--version"], ["/bin/mount", "--version"], ["/usr/bin/su", "--help"],
@@ -182,12 +179,7 @@ def inner(top, program):
 # ---- outside ----
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--inner", nargs=2, metavar=("TOP", "PROGRAM_JSON"))
-    a = ap.parse_args()
-    a.bin, a.shim = os.path.abspath(a.bin), os.path.abspath(a.shim)
+    a = driver_args("bin", "shim", inner=dict(nargs=2, metavar=("TOP", "PROGRAM_JSON")))
     if a.inner:
         inner(a.inner[0], json.loads(a.inner[1]))
         return
@@ -238,7 +230,8 @@ def main():
     print("setuid program: %s; namespace root: %s" % (" ".join(program), top))
     sys.stdout.flush()
     r = run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__),
-             "--bin", a.bin, "--shim", a.shim, "--inner", top, json.dumps(program)], base_env(), timeout=180)
+             "--bin", a.bin, "--shim", a.shim, "--inner", top, json.dumps(program)],
+            base_env(PYTHONPATH=LIB), timeout=180)  # the driver again: it imports forksafe_test
     sys.stdout.write(r.out.decode("utf-8", "backslashreplace"))
     if r.err:
         sys.stdout.write("inner stderr:\n" + r.err.decode("utf-8", "backslashreplace"))

@@ -23,16 +23,13 @@
 #     file owned by nobody in a normal 0755 directory is appended to.
 # Runs as root (it makes files owned by nobody); skipped (77) otherwise.
 #   check_symlink.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
 import pwd
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, pids, read, report_lines, run_cases, run_ok, shim_env, skip, warnings  # noqa: E402
+from forksafe_test import (driver_args, fail, pids, read, report_lines, run_cases, run_ok, shim_env, skip,
+                           warnings)
 
 ORIGINAL = b"original content, must stay as it is\n"
 
@@ -46,13 +43,10 @@ def sysctl(name):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
+    a = driver_args("bin", "shim")
     if os.geteuid() != 0:
         skip("needs root: the files under test belong to another user")
-    emitter = os.path.abspath(a.bin)
+    emitter = a.bin
     nobody = pwd.getpwnam("nobody")
     print("fs.protected_symlinks=%s fs.protected_regular=%s" % (sysctl("protected_symlinks"),
                                                                sysctl("protected_regular")))

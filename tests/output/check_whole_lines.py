@@ -24,26 +24,20 @@
 #     threads with 15-byte names are about 200 KB of JSON): one fork line, strictly parseable,
 #     at most 65536 bytes, with "truncated": true, "lost_threads_total": 2000 and fewer entries.
 #   check_whole_lines.py --bin build/tests/output/emitter --shim build/lib/libforksafe.so
-import argparse
 import os
 import re
-import sys
 import tempfile
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outlib import fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env, strict_json  # noqa: E402
+from forksafe_test import (driver_args, fail, json_lines, lines, pids, read, run_cases, run_ok, shim_env,
+                           strict_json)
 
 EVENT_MAX = 65536
 CHILDREN, THREADS, ROUNDS, HUGE = 64, 120, 5, 2000  # today about 60% (text) and 85% (JSON) of rounds break
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--shim", required=True)
-    a = ap.parse_args()
-    emitter = os.path.abspath(a.bin)
+    a = driver_args("bin", "shim")
+    emitter = a.bin
     tmp = tempfile.TemporaryDirectory()
     n = [0]
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // A C program that makes the shim write reports, for the output tests (tests/output/check_*.py).
+// CHECK, the holder thread, pipe barriers and bounded child waits are tests/lib/forksafe_test.h's.
 // Each subcommand is one pattern a real program follows; the drivers decide what must come out.
 // Every wait is bounded: children are awaited through a pidfd with a deadline, threads are
 // released by closing a pipe, and an alarm ends the whole program if something still hangs
@@ -32,42 +33,15 @@
 //                             the semaphore (the report is written then)
 // Lines on stdout (write(2), nothing buffered at _exit): PARENT <pid>, CHILD <pid>, TID <name> <tid>,
 // FDS <stage> <fd> <fd> ...  Exit status 0; 1 if a check failed; 2 on bad usage.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <dirent.h>
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/futex.h>
-#include <poll.h>
-#include <pthread.h>
-#include <semaphore.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "forksafe_test.h"
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            dprintf(2, "emitter: %s:%d: check failed: %s (errno %d)\n", __FILE__, __LINE__,    \
-                    #cond, errno);                                                               \
-            _exit(1);                                                                            \
-        }                                                                                        \
-    } while (0)
+#include <dirent.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
 
 #define DEADLINE_S 60   /* the alarm: nothing in here takes more than a few seconds */
 #define CHILD_MS 30000  /* a child must be done within this */
-
-static pid_t gettid_(void) { return (pid_t)syscall(SYS_gettid); }
 
 static void say(const char *fmt, ...) {
     char buf[4096];
@@ -84,55 +58,29 @@ static void say(const char *fmt, ...) {
     }
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Waits up to CHILD_MS for `pid` and checks it exited 0. */
-static void wait_child_ok(pid_t pid) {
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    CHECK(pfd >= 0);
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-    int r;
-    do r = poll(&p, 1, CHILD_MS); while (r < 0 && errno == EINTR);
-    close(pfd);
-    if (r == 0) {
-        dprintf(2, "emitter: child %d did not finish within %d ms\n", (int)pid, CHILD_MS);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        _exit(1);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        dprintf(2, "emitter: child %d ended with status 0x%x\n", (int)pid, st);
-        _exit(1);
-    }
-}
+static void wait_child_done(pid_t pid) { wait_child_ok(pid, CHILD_MS); }
 
 /* ---- idle threads: each blocks in read on one shared pipe until it is closed ---- */
 
 static int idle_release[2] = {-1, -1}, idle_ready[2] = {-1, -1};
 struct idle_arg { char name[16]; };
 static pthread_t *idle_threads;
+static struct idle_arg *idle_args;
 static int idle_count;
 
 __attribute__((noinline)) void *idle_main(void *p) {
     struct idle_arg *a = p;
     if (a->name[0]) CHECK(pthread_setname_np(pthread_self(), a->name) == 0);
     CHECK(write(idle_ready[1], "r", 1) == 1);
-    char c;
-    ssize_t n;
-    do n = read(idle_release[0], &c, 1); while (n < 0 && errno == EINTR);
+    read_byte(idle_release[0]); /* end of file: released */
     return NULL;
 }
 
 static void idle_start(int n, const char *const *names) {
     CHECK(pipe2(idle_release, O_CLOEXEC) == 0 && pipe2(idle_ready, O_CLOEXEC) == 0);
     idle_threads = calloc((size_t)n, sizeof *idle_threads);
-    struct idle_arg *args = calloc((size_t)n, sizeof *args);
+    struct idle_arg *args = idle_args = calloc((size_t)n, sizeof *args);
     CHECK(idle_threads && args);
     pthread_attr_t attr;
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64 * 1024) == 0);
@@ -141,61 +89,18 @@ static void idle_start(int n, const char *const *names) {
         else snprintf(args[i].name, sizeof args[i].name, "lost-%010d", i + 1);
         CHECK(pthread_create(&idle_threads[i], &attr, idle_main, &args[i]) == 0);
     }
-    for (int got = 0; got < n;) { /* every thread runs and has its name */
-        char buf[256];
-        ssize_t k = read(idle_ready[0], buf, (size_t)(n - got) < sizeof buf ? (size_t)(n - got) : sizeof buf);
-        if (k < 0 && errno == EINTR) continue;
-        CHECK(k > 0);
-        got += (int)k;
-    }
+    read_tokens(idle_ready[0], n); /* every thread runs and has its name */
     idle_count = n;
 }
 
 static void idle_finish(void) {
     close(idle_release[1]);
     for (int i = 0; i < idle_count; i++) CHECK(pthread_join(idle_threads[i], NULL) == 0);
+    free(idle_threads);
+    free(idle_args);
     close(idle_release[0]);
     close(idle_ready[0]);
     close(idle_ready[1]);
-}
-
-/* ---- a thread that holds a semaphore used as a lock until told to let go ---- */
-
-struct holder {
-    sem_t sem;
-    int ready[2], release[2];
-    pthread_t thread;
-    char name[16];
-};
-
-__attribute__((noinline)) void *holder_main(void *p) {
-    struct holder *h = p;
-    if (h->name[0]) CHECK(pthread_setname_np(pthread_self(), h->name) == 0);
-    CHECK(sem_wait(&h->sem) == 0);
-    CHECK(write(h->ready[1], "r", 1) == 1);
-    char c;
-    ssize_t n;
-    do n = read(h->release[0], &c, 1); while (n < 0 && errno == EINTR);
-    CHECK(sem_post(&h->sem) == 0);
-    return NULL;
-}
-
-static void holder_start(struct holder *h, const char *name) {
-    snprintf(h->name, sizeof h->name, "%s", name);
-    CHECK(sem_init(&h->sem, 0, 1) == 0);
-    CHECK(pipe2(h->ready, O_CLOEXEC) == 0 && pipe2(h->release, O_CLOEXEC) == 0);
-    CHECK(pthread_create(&h->thread, NULL, holder_main, h) == 0);
-    char c;
-    CHECK(read(h->ready[0], &c, 1) == 1);
-}
-
-static void holder_finish(struct holder *h) {
-    CHECK(write(h->release[1], "x", 1) == 1);
-    CHECK(pthread_join(h->thread, NULL) == 0);
-    close(h->ready[0]);
-    close(h->ready[1]);
-    close(h->release[0]);
-    close(h->release[1]);
 }
 
 /* In a child: take the lock a lost thread held (the shim hands it over). Bounded: without the
@@ -218,22 +123,24 @@ static int cmd_fork(int n) {
     CHECK(pid >= 0);
     if (pid == 0) _exit(0); /* the fork report is written here */
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
-    wait_child_ok(pid);
+    wait_child_done(pid);
     idle_finish();
     return 0;
 }
 
 static int cmd_repair(void) {
+    sem_t s;
+    CHECK(sem_init(&s, 0, 1) == 0);
     struct holder h;
-    holder_start(&h, "holder");
+    holder_start(&h, &s, "holder");
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        take_orphaned(&h.sem); /* fork report, then lock_repaired */
+        take_orphaned(h.sem); /* fork report, then lock_repaired */
         _exit(0);
     }
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
-    wait_child_ok(pid);
+    wait_child_done(pid);
     holder_finish(&h);
     return 0;
 }
@@ -251,25 +158,17 @@ static int cmd_storm(int children, int n) {
             close(barrier[1]);
             close(ready[0]);
             CHECK(write(ready[1], "r", 1) == 1);
-            char c;
-            ssize_t k;
-            do k = read(barrier[0], &c, 1); while (k < 0 && errno == EINTR);
-            _exit(k == 0 ? 0 : 3); /* end of file: the barrier opened; the report is written now */
+            _exit(read_byte(barrier[0]) == 0 ? 0 : 3); /* end of file: the barrier opened; the report is written now */
         }
         pids[i] = pid;
     }
     close(ready[1]);
-    for (int got = 0; got < children;) { /* every child is blocked on the barrier */
-        char buf[64];
-        ssize_t k = read(ready[0], buf, sizeof buf);
-        if (k < 0 && errno == EINTR) continue;
-        CHECK(k > 0);
-        got += (int)k;
-    }
+    read_tokens(ready[0], children); /* every child is blocked on the barrier */
     close(barrier[1]); /* all of them wake at once */
     say("PARENT %d\n", (int)getpid());
-    for (int i = 0; i < children; i++) wait_child_ok(pids[i]);
+    for (int i = 0; i < children; i++) wait_child_done(pids[i]);
     for (int i = 0; i < children; i++) say("CHILD %d\n", (int)pids[i]);
+    free(pids);
     idle_finish();
     return 0;
 }
@@ -278,17 +177,19 @@ static int cmd_names(int argc, char **argv) {
     /* argv[0]: the main thread's name; argv[1]: the holder's; the rest idle. */
     CHECK(argc >= 2);
     CHECK(prctl(PR_SET_NAME, argv[0]) == 0);
+    sem_t s;
+    CHECK(sem_init(&s, 0, 1) == 0);
     struct holder h;
-    holder_start(&h, argv[1]);
+    holder_start(&h, &s, argv[1]);
     if (argc > 2) idle_start(argc - 2, (const char *const *)argv + 2);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        take_orphaned(&h.sem);
+        take_orphaned(h.sem);
         _exit(0);
     }
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
-    wait_child_ok(pid);
+    wait_child_done(pid);
     holder_finish(&h);
     if (argc > 2) idle_finish();
     return 0;
@@ -300,7 +201,7 @@ static volatile int stop_flag; /* never set: the spinner runs until the process 
 
 __attribute__((noinline)) void *spin_main(void *p) {
     (void)p;
-    atomic_store(&spinning, gettid_());
+    atomic_store(&spinning, gettid_now());
     while (!stop_flag)
         for (int i = 0; i < 100000; i++) spin_sink += (unsigned long)i;
     return NULL;
@@ -322,7 +223,7 @@ static int cmd_rawfork(void) {
         _exit(0); /* cuts the spinning thread off: an exit report, from this process */
     }
     say("PARENT %d\n", (int)getpid());
-    wait_child_ok(pid);
+    wait_child_done(pid);
     idle_finish();
     return 0;
 }
@@ -356,8 +257,10 @@ static void *noop_main(void *p) { return p; }
 
 static int cmd_fds(void) {
     list_fds("start");
+    sem_t s;
+    CHECK(sem_init(&s, 0, 1) == 0);
     struct holder h;
-    holder_start(&h, "holder");
+    holder_start(&h, &s, "holder");
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
@@ -371,11 +274,11 @@ static int cmd_fds(void) {
         CHECK(pthread_create(&t, NULL, noop_main, NULL) == 0 && pthread_join(t, NULL) == 0);
         list_fds("child-after-fork-report");
         /* lock_repaired; without the shim (the reference run) the lock stays held: skip it */
-        if (dlsym(RTLD_DEFAULT, "forksafe_version")) take_orphaned(&h.sem);
+        if (dlsym(RTLD_DEFAULT, "forksafe_version")) take_orphaned(h.sem);
         list_fds("child-after-lock-repaired");
         _exit(0);
     }
-    wait_child_ok(pid);
+    wait_child_done(pid);
     holder_finish(&h);
     list_fds("parent-end");
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
@@ -401,7 +304,7 @@ static int cmd_daemon(const char *mode, const char *file) {
     CHECK(pid >= 0);
     if (pid == 0) _exit(0);
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
-    wait_child_ok(pid);
+    wait_child_done(pid);
     idle_finish();
     if (!strcmp(mode, "reuse")) CHECK(write(3, "program data\n", 13) == 13);
     return 0;
@@ -427,7 +330,7 @@ __attribute__((noinline)) void *worker_main(void *p) {
     char name[16];
     snprintf(name, sizeof name, "%s-worker", kind_names[w->kind]);
     pthread_setname_np(pthread_self(), name);
-    atomic_store(&w->tid, gettid_());
+    atomic_store(&w->tid, gettid_now());
     switch (w->kind) {
     case K_PIPE: {
         char c;
@@ -460,24 +363,10 @@ __attribute__((noinline)) void *worker_main(void *p) {
     return NULL;
 }
 
-/* The first field of /proc/self/task/TID/syscall: the call it is blocked in, -1 running, -2 unknown. */
-static long task_syscall(pid_t tid) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -2;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -2;
-    buf[n] = 0;
-    if (!strncmp(buf, "running", 7)) return -1;
-    return strtol(buf, NULL, 10);
-}
-
 static int in_place(struct worker *w) {
     pid_t tid = atomic_load(&w->tid);
     if (!tid) return 0;
-    long sc = task_syscall(tid);
+    long sc = task_syscall(tid, NULL);
     switch (w->kind) {
     case K_PIPE: return sc == SYS_read;
     case K_COND:
@@ -507,8 +396,7 @@ static int cmd_exitwith(const char *end, int n, char **kinds) {
     for (int i = 0; i < n; i++) {
         while (!in_place(&w[i])) {
             CHECK(now_s() < deadline);
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL); /* polling a condition with a deadline */
+            sleep_ms(1); /* polling a condition with a deadline */
         }
     }
     say("PARENT %d\n", (int)getpid());
@@ -522,18 +410,20 @@ static int cmd_exitwith(const char *end, int n, char **kinds) {
 
 static int cmd_rename(const char *how) {
     CHECK(pthread_setname_np(pthread_self(), "forker") == 0);
+    sem_t s;
+    CHECK(sem_init(&s, 0, 1) == 0);
     struct holder h;
-    holder_start(&h, "holder");
+    holder_start(&h, &s, "holder");
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
         if (!strcmp(how, "prctl")) CHECK(prctl(PR_SET_NAME, "renamed") == 0);
         else CHECK(pthread_setname_np(pthread_self(), "renamed") == 0);
-        take_orphaned(&h.sem); /* the fork report is written now, after the rename */
+        take_orphaned(h.sem); /* the fork report is written now, after the rename */
         _exit(0);
     }
     say("PARENT %d\nCHILD %d\n", (int)getpid(), (int)pid);
-    wait_child_ok(pid);
+    wait_child_done(pid);
     holder_finish(&h);
     return 0;
 }

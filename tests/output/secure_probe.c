@@ -8,27 +8,9 @@
 // With "report": then starts a thread, forks, and the child _exits while the thread is still
 // alive in the parent, so the child owes a fork report (it is written where the library writes).
 // Exit status 0; 1 if a check failed.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/auxv.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "forksafe_test.h"
 
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            dprintf(2, "secure_probe: line %d: check failed: %s (errno %d)\n", __LINE__, #cond, errno); \
-            _exit(1);                                                                       \
-        }                                                                                   \
-    } while (0)
+#include <sys/auxv.h>
 
 static int release[2];
 

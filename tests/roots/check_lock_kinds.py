@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# tests/py/held_lock.py (a thread holds a lock of KIND at os.fork) inside the Debian roots of
+# tests/repair/held_lock.py (a thread holds a lock of KIND at os.fork) inside the Debian roots of
 # scripts/make-roots.sh, without and with the shim built on this host.
 #
 #   check_lock_kinds.py --shim LIB [--root NAME]... [--kind KIND]...   prints a table, exits 0
@@ -17,20 +17,18 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import roots  # noqa: E402
+from forksafe_test import ROOT_NAMES, TESTS, preload, require_root, root_path, run_in_root
 
-HELD_LOCK = os.path.join(os.path.dirname(HERE), "py", "held_lock.py")
+HELD_LOCK = os.path.join(TESTS, "repair", "held_lock.py")
 KINDS = ("lock", "rlock", "logging", "queue", "condition", "print")
 TIMEOUT = 90  # seconds for one run inside a root: held_lock.py bounds itself well within this
 
 
 def python_version(root):
-    r = roots.run(root, ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], 60)
-    if r.returncode != 0:
-        raise SystemExit("FAIL: python3 --version in %s: %r %s" % (root, r.returncode, r.stderr))
-    return tuple(int(x) for x in r.stdout.split("."))
+    r = run_in_root(root, ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], 60)
+    if r.rc != 0:
+        raise SystemExit("FAIL: python3 --version in %s: %r %s" % (root, r.rc, r.err))
+    return tuple(int(x) for x in r.out.split("."))
 
 
 def known_gap(kind, version):
@@ -42,14 +40,14 @@ def scenario(root, kind, shim, hang_after):
     outcome: 'hung', 'finished', 'finished, child-failed N', or 'error: ...'."""
     env = {"PYTHONDONTWRITEBYTECODE": "1"}  # the checkout is read-only inside
     if shim:
-        env.update(LD_PRELOAD=shim, FORKSAFE_FORMAT="json", FORKSAFE_LOG="stderr")
-    r = roots.run(root, ["python3", HELD_LOCK, kind, "--hang-after", str(hang_after)], TIMEOUT, env=env)
-    shown = "stdout:\n%s\nstderr:\n%s" % (r.stdout, r.stderr)
-    results = [l.split(None, 1)[1] for l in r.stdout.splitlines() if l.startswith("RESULT ")]
-    if r.timed_out or r.returncode != 0 or not results:
-        return "error: status %s, results %r" % ("timeout" if r.timed_out else r.returncode, results), [], shown
+        env.update(LD_PRELOAD=preload(shim), FORKSAFE_FORMAT="json", FORKSAFE_LOG="stderr")
+    r = run_in_root(root, ["python3", HELD_LOCK, kind, "--hang-after", str(hang_after)], TIMEOUT, env=env)
+    shown = "stdout:\n%s\nstderr:\n%s" % (r.out, r.err)
+    results = [l.split(None, 1)[1] for l in r.out.splitlines() if l.startswith("RESULT ")]
+    if r.hung or r.rc != 0 or not results:
+        return "error: status %s, results %r" % ("timeout" if r.hung else r.rc, results), [], shown
     events = []
-    for line in r.stderr.splitlines():
+    for line in r.err.splitlines():
         if line.startswith("{"):
             try:
                 events.append(json.loads(line))
@@ -80,13 +78,13 @@ def check(root, kind, shim, version, gap):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shim", required=True, help="libforksafe.so built on this host")
-    ap.add_argument("--root", action="append", choices=roots.NAMES)
+    ap.add_argument("--root", action="append", choices=ROOT_NAMES)
     ap.add_argument("--kind", action="append", choices=KINDS)
     ap.add_argument("--test", action="store_true", help="one root and kind: exit status is the verdict")
     ap.add_argument("--known-gap", action="store_true", help="with --test: see the header")
     a = ap.parse_args()
     shim = os.path.abspath(a.shim)
-    names, kinds = a.root or list(roots.NAMES), a.kind or list(KINDS)
+    names, kinds = a.root or list(ROOT_NAMES), a.kind or list(KINDS)
     if a.test and (len(names) != 1 or len(kinds) != 1):
         ap.error("--test takes one --root and one --kind")
     if not os.path.exists(shim):
@@ -95,8 +93,8 @@ def main():
     rows, problems = [], []
     for name in names:
         if a.test:
-            roots.require(name)
-        elif roots.path(name) is None:
+            require_root(name)
+        elif root_path(name) is None:
             print("(root %s absent: scripts/make-roots.sh %s)" % (name, name))
             continue
         version = python_version(name)
