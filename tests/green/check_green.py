@@ -9,7 +9,7 @@
 # in the parent. With patch_all(thread=False) the listener is an OS thread, lost at the fork:
 # the lost-thread report names it.
 #   check_green.py --shim build/lib/libforksafe.so --case gevent-fork [--root trixie]
-# --root runs the same checks inside a Debian root (tests/roots.py) with its own Python and gevent.
+# --root runs the same checks inside a Debian root (tests/lib/forksafe_test.py) with its own Python and gevent.
 import argparse
 import glob
 import json
@@ -161,22 +161,29 @@ def check(python, name, c, shim):
         print("OK %s: %d carried greenlets reported%s" % (name, len(carried), ", stopped" if kill else ""))
 
 
+def in_root(name, cmd):
+    """Runs this driver again inside Debian root `name` (the shared helper, tests/lib), with the
+    root's own Python and packages; returns its exit status (77: the root is absent)."""
+    sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+    import forksafe_test
+    forksafe_test.require_root(name)
+    r = forksafe_test.run_in_root(name, cmd, timeout=600)
+    sys.stdout.write((r.out or "") + (r.err or ""))
+    return 1 if r.hung else r.rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
     ap.add_argument("--case", required=True, choices=sorted(CASES))
-    ap.add_argument("--root", help="run inside this Debian root (tests/roots.py)")
+    ap.add_argument("--root", help="run inside this Debian root (made by scripts/make-roots.sh)")
     ap.add_argument("--python", default="/usr/bin/python3")
     a = ap.parse_args()
     shim = os.path.abspath(a.shim)
     if a.root:
-        sys.path.insert(0, os.path.join(HERE, ".."))
-        import roots
-        roots.require(a.root)
-        r = roots.run(a.root, ["python3", os.path.abspath(__file__), "--shim", shim, "--case", a.case,
-                               "--python", "/usr/bin/python3"], timeout=600)
-        sys.stdout.write(r.stdout + r.stderr)
-        sys.exit(1 if r.timed_out else r.returncode)
+        r = in_root(a.root, ["python3", os.path.abspath(__file__), "--shim", shim, "--case", a.case,
+                             "--python", "/usr/bin/python3"])
+        sys.exit(r)
     if not os.path.exists(a.python):
         print("SKIP: no %s" % a.python)
         sys.exit(SKIP)

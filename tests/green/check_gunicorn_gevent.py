@@ -133,6 +133,17 @@ def serve(tmp, mode, shim):
     return proc.pid, states, beats, reports, open(errlog).read()
 
 
+def in_root(name, cmd):
+    """Runs this driver again inside Debian root `name` (the shared helper, tests/lib), with the
+    root's own Python and packages; returns its exit status (77: the root is absent)."""
+    sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+    import forksafe_test
+    forksafe_test.require_root(name)
+    r = forksafe_test.run_in_root(name, cmd, timeout=600)
+    sys.stdout.write((r.out or "") + (r.err or ""))
+    return 1 if r.hung else r.rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -146,13 +157,8 @@ def main():
     MASTER_PROGRESS = not a.no_master_progress
     shim = os.path.abspath(a.shim)
     if a.root:
-        sys.path.insert(0, os.path.join(HERE, ".."))
-        import roots
-        roots.require(a.root)
-        r = roots.run(a.root, ["python3", os.path.abspath(__file__), "--shim", shim, "--mode", a.mode] +
-                      (["--no-master-progress"] if a.no_master_progress else []), timeout=600)
-        sys.stdout.write(r.stdout + r.stderr)
-        sys.exit(1 if r.timed_out else r.returncode)
+        sys.exit(in_root(a.root, ["python3", os.path.abspath(__file__), "--shim", shim, "--mode", a.mode] +
+                         (["--no-master-progress"] if a.no_master_progress else [])))
     if not os.path.exists(GUNICORN) or subprocess.run(["/usr/bin/python3", "-c", "import gevent"],
                                                       stderr=subprocess.DEVNULL).returncode != 0:
         print("SKIP: needs %s and python3-gevent" % GUNICORN)
