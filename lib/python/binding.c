@@ -82,6 +82,7 @@ int fs_py_detect(void) {
     R(Frame_GetBack, "PyFrame_GetBack");
     R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
     R(Frame_GetLasti, "PyFrame_GetLasti");
+    R(AddPendingCall, "Py_AddPendingCall");
     R(IsFinalizing, "Py_IsFinalizing");
     if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
     R(None, "_Py_NoneStruct");

@@ -167,20 +167,37 @@ void fs_py_thread_starting(struct fs_thread *t) {
     if (t) fs_py_capture_creation(t);
 }
 
+/* Installs the hooks unless done; the GIL is held. Before the interpreter has imported posix (an
+ * embedding program's very start), installing would mark the hooks unavailable for good: wait for
+ * a later occasion. */
+static void install_hooks_now(void) {
+    if (atomic_load(&hooks_state) != HOOKS_NONE || !fs_py_usable()) return;
+    PyObj *modules = py.Import_GetModuleDict();
+    if (modules && py.Dict_GetItemString(modules, "posix")) install_hooks();
+}
+
+static _Atomic int pending_install;
+static int install_pending(void *unused) { /* Python's pending call: main thread, GIL held */
+    (void)unused;
+    atomic_store(&pending_install, 0);
+    install_hooks_now();
+    return 0;
+}
+
 /* gevent and eventlet create their hub's epoll instance before the first green thread runs; a
  * program of green threads may never call pthread_create before it forks. gevent's libev does
- * it with the GIL held; Python's select.epoll (eventlet, asyncio) releases the GIL around the
- * call, so the thread takes it back the documented way (PyGILState_Ensure), as a C library's
- * callback would: the interpreter is consistent while a thread has released it. */
+ * it with the GIL held: the hooks are installed now. Python's select.epoll (eventlet, asyncio)
+ * releases the GIL around the call: then the interpreter's own pending-call queue installs them
+ * at its next safe point in the main thread (Py_AddPendingCall needs no GIL and waits for
+ * nothing), long before the program can fork. */
 void fs_py_event_loop_created(void) {
     if (atomic_load_explicit(&hooks_state, memory_order_relaxed) != HOOKS_NONE) return;
     if (!fs_py_usable()) return;
-    int held = fs_py_holds_gil(), g = held ? 0 : py.GILState_Ensure();
-    PyObj *modules = py.Import_GetModuleDict();
-    /* Before the interpreter has imported posix (an embedding program's very start), installing
-     * would mark the hooks unavailable for good: wait for a later occasion. */
-    if (modules && py.Dict_GetItemString(modules, "posix")) install_hooks();
-    if (!held) py.GILState_Release(g);
+    if (fs_py_holds_gil()) {
+        install_hooks_now();
+    } else if (py.AddPendingCall && !atomic_exchange(&pending_install, 1)) {
+        if (py.AddPendingCall(install_pending, NULL) != 0) atomic_store(&pending_install, 0);
+    }
 }
 
 void fs_py_before_fork(void) {

@@ -42,6 +42,7 @@ struct fs_py_api {
     int (*Frame_GetLineNumber)(PyObj *);
     int (*Frame_GetLasti)(PyObj *);                /* 3.11+ */
     int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
+    int (*AddPendingCall)(int (*)(void *), void *); /* any thread, GIL or not */
     PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
     PyObj *(*Eval_GetBuiltins)(void);             /* borrowed */
     PyObj *(*List_New)(ssize_t);
