@@ -107,6 +107,7 @@ void fs_py_snapshot_take(void) {
         struct py_thread *t = &snap.t[snap.nthreads++];
         t->ident = fs_py_ulong(key);
         PyObj *thread = active ? py.Dict_GetItem(active, key) : NULL; /* borrowed */
+        if (!thread && t->ident == (uint64_t)pthread_self()) thread = fs_py_green_current_thread(active);
         PyObj *name = thread ? thread_field(thread, "_name", "_Thread__name") : NULL;
         t->name = name ? add_str(name) : 0;
         t->tid = tid_of(t->ident, thread);
