@@ -5,7 +5,8 @@
 #                  (libmonitor.py) runs: it passes without the shim and with the shim alone; under
 #                  FORKSAFE_STRICT=on the forking tests fail (children exit 70) with a report
 #                  naming the thread, the subprocess test passes; with FORKSAFE_ALLOW=libmonitor-*
-#                  the whole suite passes
+#                  the whole suite passes; the same through the forksafe command
+#                  (`forksafe --strict -- python3 -m unittest ...`, then with --allow=libmonitor-*)
 #   --case c       strict_prog: a C thread (start routine monitor_idle_loop, OS name mon-idle);
 #                  a child that goes on ends with 70, one that execs at once is no error; the
 #                  thread is allowed by its start routine, its OS name or a glob on the whole
@@ -13,6 +14,7 @@
 #   --case green   gevent: a green thread carried into the child is an error only with
 #                  FORKSAFE_STRICT=green, not when allowed, not when FORKSAFE_GREEN=kill stops it
 #   check_strict.py --shim build/lib/libforksafe.so --case python|c|green [--bin strict_prog]
+#                   [--forksafe build/tools/forksafe/forksafe]
 import argparse
 import json
 import os
@@ -46,7 +48,7 @@ def run(cmd, shim=None, timeout=180, **settings):
     return p.returncode, p.stdout
 
 
-def case_python(shim):
+def case_python(shim, forksafe=None):
     suite = [PY, "-m", "unittest", "-v", "strict_suite"]
     code, out = run(suite)
     if code != 0:
@@ -74,7 +76,16 @@ def case_python(shim):
     code, out = run(suite, shim, strict="on", allow="other, libmonitor-*")
     if code != 0 or "[allowed]" not in out or "every one of them is in FORKSAFE_ALLOW; the child goes on" not in out:
         fail("strict mode with FORKSAFE_ALLOW=libmonitor-*: the suite should pass", out)
-    print("OK python: the suite fails under strict mode with a clear message and passes with the thread allowed")
+    if forksafe:
+        cmd = [forksafe, "--library", shim, "--strict", "--"] + suite
+        code, out = run(cmd)
+        if code == 0 or "FAILED (failures=2)" not in out or "[not allowed]" not in out:
+            fail("forksafe --strict: expected the two forking tests to fail, the thread named", out)
+        code, out = run([forksafe, "--library", shim, "--strict", "--allow=libmonitor-*", "--"] + suite)
+        if code != 0 or "[allowed]" not in out:
+            fail("forksafe --strict --allow=libmonitor-*: the suite should pass", out)
+    print("OK python: the suite fails under strict mode with a clear message and passes with the thread allowed"
+          + (" (also through forksafe --strict, --allow)" if forksafe else ""))
 
 
 def case_c(shim, exe):
@@ -144,12 +155,13 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("--case", choices=["python", "c", "green"], required=True)
     ap.add_argument("--bin")
+    ap.add_argument("--forksafe", help="the forksafe command, for the python case")
     a = ap.parse_args()
     shim = os.path.abspath(a.shim)
     if a.case != "c" and not os.path.exists(PY):
         print("SKIP: no " + PY)
         sys.exit(SKIP)
-    {"python": lambda: case_python(shim), "c": lambda: case_c(shim, os.path.abspath(a.bin)),
+    {"python": lambda: case_python(shim, a.forksafe and os.path.abspath(a.forksafe)), "c": lambda: case_c(shim, os.path.abspath(a.bin)),
      "green": lambda: case_green(shim)}[a.case]()
 
 
