@@ -9,7 +9,9 @@ pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 gunicorn uwsgi-core uws
       libasan8 libubsan1
       # tests/deploy: the Debian package (dpkg-buildpackage, dh), man page lint and rendering,
       # systemd-analyze verify for the drop-in
-      debhelper dpkg-dev mandoc man-db systemd)
+      debhelper dpkg-dev mandoc man-db systemd
+      # tests/green: green threads (gevent, eventlet)
+      python3-gevent python3-eventlet)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT };
+enum { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT, FS_KIND_LIST };
 
 static void upper(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) putchar(isalnum((unsigned char)s[i]) ? toupper((unsigned char)s[i]) : '_');
@@ -56,9 +56,9 @@ static void man_setting(const char *env, const char *choices, const char *def, c
     printf(".TP\n.B FORKSAFE_%s\n", env);
     fputs("Values: \\fB", stdout);
     roff(choices);
-    fputs("\\fR; default: \\fB", stdout);
+    fputs(def[0] ? "\\fR; default: \\fB" : "\\fR; default: empty", stdout);
     roff(def);
-    fputs("\\fR.\n.br\n", stdout);
+    fputs(def[0] ? "\\fR.\n.br\n" : ".\n.br\n", stdout);
     roff(help);
     putchar('\n');
 }
@@ -97,7 +97,8 @@ int main(int argc, char **argv) {
     puts("| variable | values | default | meaning |");
     puts("|---|---|---|---|");
 #define FS_SETTING(id, env, kind, def, choices, help) \
-    printf("| `FORKSAFE_%s` | `%s` | `%s` | %s |\n", env, choices, def, help);
+    printf("| `FORKSAFE_%s` | `%s` | %s%s%s | %s |\n", env, choices, def[0] ? "`" : "", def[0] ? def : "(empty)", \
+           def[0] ? "`" : "", help);
 #include "base/settings.def"
 #undef FS_SETTING
     return 0;

@@ -72,14 +72,14 @@ void *fs_real_resolve_one(const char *name);
 struct fs_buf;
 
 /* ---- settings.c: read once from FORKSAFE_* (settings.def is the one table) ---- */
-enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT };
+enum fs_setting_kind { FS_KIND_ENUM, FS_KIND_PATH, FS_KIND_BOOL, FS_KIND_INT, FS_KIND_LIST };
 #define FS_SETTING(id, env, kind, def, choices, help) FS_SET_##id,
 enum fs_setting_id {
 #include "settings.def"
     FS_SET_COUNT
 };
 #undef FS_SETTING
-#define FS_SETTING_STR_MAX 512    /* a path */
+#define FS_SETTING_STR_MAX 512    /* a path, a list */
 struct fs_setting_value {
     int num;                        /* enum index (see settings_enums.h), 0/1 for a boolean, or integer */
     int from_env;                   /* 1 if the environment set it (validly) */
@@ -90,6 +90,7 @@ struct fs_setting_value {
 struct fs_settings {
     struct fs_setting_value v[FS_SET_COUNT];
     char path[FS_SETTING_STR_MAX];  /* the one path setting's text (FORKSAFE_LOG) */
+    char list[FS_SETTING_STR_MAX];  /* the one list setting's text (FORKSAFE_ALLOW) */
 };
 extern struct fs_settings fs_settings;
 /* Parses every setting from `get` (getenv in production; NULL for every name in secure mode).

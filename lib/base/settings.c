@@ -68,12 +68,16 @@ static int set_value(const struct fs_setting_desc *d, struct fs_settings *s, str
     case FS_KIND_BOOL: num = parse_bool(text); break;
     case FS_KIND_INT: num = parse_int(d->choices, text); break;
     case FS_KIND_PATH: num = (text[0] != '\0' && strlen(text) < FS_SETTING_STR_MAX) ? 0 : -1; break;
+    case FS_KIND_LIST: num = strlen(text) < FS_SETTING_STR_MAX ? 0 : -1; break; /* may be empty */
     }
     if (num < 0) return -1;
     out->num = num;
     if (d->kind == FS_KIND_PATH) { /* settings.def has one path setting: FORKSAFE_LOG */
         fs_strlcpy(s->path, text, sizeof s->path);
         out->str = s->path;
+    } else if (d->kind == FS_KIND_LIST) { /* and one list setting: FORKSAFE_ALLOW */
+        fs_strlcpy(s->list, text, sizeof s->list);
+        out->str = s->list;
     } else { /* a valid value of the other kinds is short */
         fs_strlcpy(out->word, text, sizeof out->word);
         out->str = out->word;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Layer 3, mechanisms: the fork path (fork.c), the one repair policy every lock kind shares
-// (repair.c) and the semaphore tags and their repair in children (sem_tag.h, sem.c). The Python
-// binding, also a mechanism, is in python/. Mechanisms report nothing themselves: they return
+// (repair.c), strict mode's allow-list (strict.c) and the semaphore tags and their repair in
+// children (sem_tag.h, sem.c). The Python binding, also a mechanism, is in python/. Mechanisms report nothing themselves: they return
 // what happened (struct fs_lock_outcome) and the entry points in wrap/ write the reports.
 #ifndef FORKSAFE_CORE_H
 #define FORKSAFE_CORE_H
@@ -34,6 +34,19 @@ enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK, FS_LOCK_PTHREAD };
  * not to, as reported in lock_orphaned: "report_mode", "semaphore_repair_off",
  * "not_proven_lock" (not proven, and another thread of the child could still release it). */
 const char *fs_repair_refusal(enum fs_lock_kind kind, int proven);
+
+/* ---- strict.c: strict mode (FORKSAFE_STRICT) and its allow-list (FORKSAFE_ALLOW) ---- */
+#define FS_STRICT_EXIT_STATUS 70   /* a strict child's end: EX_SOFTWARE */
+enum { FS_STRICT_THREADS = 1, FS_STRICT_GREENLETS = 2 };
+/* What counts: 0 (off), FS_STRICT_THREADS, or both. */
+int fs_strict_mode(void);
+/* Is a lost thread on the allow-list: its OS name, Python name (NULL: none), start routine? */
+int fs_strict_thread_allowed(const char *os_name, const char *py_name, uint32_t start_sym);
+int fs_strict_green_allowed(const char *py_name);
+/* Glob `pat` (n bytes: '*', '?', '[a-z]', '[!...]', '\\' escapes) against all of `s`. */
+int fs_glob_match(const char *pat, size_t n, const char *s);
+/* Ends the child at once with FS_STRICT_EXIT_STATUS, as _exit does (no handler runs). */
+__attribute__((noreturn)) void fs_strict_exit(void);
 
 /* What a child's wait found, for the entry point to report. */
 struct fs_lock_outcome {

@@ -6,7 +6,8 @@
 //      lost and of the forking thread.
 //   3. child handler (runs first), fs_fork_child here: the forking thread gets its new tid, every
 //      other thread's registry slot becomes LOST, and the child is "armed": its blocking waits
-//      check for orphaned locks, and it owes a fork report.
+//      check for orphaned locks, and it owes a fork report. A single-threaded process whose fork
+//      carries green threads (python/green.c) owes one too, without being armed.
 //   4. The report is written when the child shows it goes on running (report/fork_report.c): a
 //      wait that would block, a repair, pthread_create, fork, exit, or Python's after-fork hook.
 //      exec cancels it, so a fork followed directly by exec writes nothing.
@@ -53,18 +54,26 @@ FS_FORK_PATH void fs_fork_prepare(void) {
      * thread forks from its main thread, whose tid is its pid. */
     pid_t forker = SINGLE ? pid : fs_gettid();
     if (fs_proc.forker_old_tid != forker) fs_proc.forker_old_tid = forker;
-    if (SINGLE) return;
-    fs_self_token(); /* the forking thread keeps a slot: it never needs a new one in the child */
-    r->forking_tid = fs_gettid();
+    /* Green threads (gevent, eventlet) the child carries: a single-threaded process reports them. */
+    int green = fs_py_green_prepare(forker);
+    if (SINGLE && fs_likely(!green)) return;
+    if (!SINGLE) fs_self_token(); /* the forking thread keeps a slot: it never needs a new one in the child */
+    r->forking_tid = forker;
     if (prctl(PR_GET_NAME, r->forking_name) != 0) r->forking_name[0] = '\0';
     clock_gettime(CLOCK_REALTIME, &r->time);
-    r->ntasks = fs_registry_threads_now(r->tasks, FS_MAX_LISTED, r->forking_tid);
-    fs_proc.fork_recorded = r->ntasks > 1;
+    if (SINGLE) {
+        r->tasks[0] = forker;
+        r->ntasks = 1;
+    } else {
+        r->ntasks = fs_registry_threads_now(r->tasks, FS_MAX_LISTED, r->forking_tid);
+    }
+    fs_proc.fork_recorded = (r->ntasks > 1 ? FS_FORK_THREADS : 0) | (green ? FS_FORK_GREEN : 0);
     fs_py_prepare(r->forking_tid);
 }
 
 FS_FORK_PATH void fs_fork_parent(void) {
     fs_py_parent();
+    fs_py_green_parent();
     unlock();
 }
 
@@ -79,6 +88,6 @@ FS_FORK_PATH void fs_fork_child(void) {
     if (fs_proc.fork_recorded) {
         fs_proc.report_owed_pid = fs_proc.pid;
         atomic_store(&fs_proc.report_owed, 1);
-        atomic_store(&fs_proc.armed, 1);
+        if (fs_proc.fork_recorded & FS_FORK_THREADS) atomic_store(&fs_proc.armed, 1);
     }
 }

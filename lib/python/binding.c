@@ -82,6 +82,7 @@ int fs_py_detect(void) {
     R(Frame_GetBack, "PyFrame_GetBack");
     R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
     R(Frame_GetLasti, "PyFrame_GetLasti");
+    R(AddPendingCall, "Py_AddPendingCall");
     R(IsFinalizing, "Py_IsFinalizing");
     if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");
     R(None, "_Py_NoneStruct");
@@ -94,6 +95,7 @@ int fs_py_detect(void) {
     R(List_GetItem, "PyList_GetItem");
     R(Tuple_GetItem, "PyTuple_GetItem");
     R(Long_FromUnsignedLongLong, "PyLong_FromUnsignedLongLong");
+    R(Long_FromLongLong, "PyLong_FromLongLong");
     R(Unicode_FromString, "PyUnicode_FromString");
     R(Intern_FromString, "PyUnicode_InternFromString");
     if (py.String_AsString) R(Intern_FromString, "PyString_InternFromString"); /* 2.7: str keys */
@@ -101,6 +103,13 @@ int fs_py_detect(void) {
     R(GetVersion, "Py_GetVersion");
     R(Object_GenericGetDict, "PyObject_GenericGetDict");
     R(Object_GetDictPtr, "_PyObject_GetDictPtr");
+    R(Object_Type, "PyObject_Type");
+    R(Type_IsSubtype, "PyType_IsSubtype");
+    R(Dict_SetItem, "PyDict_SetItem");
+    R(Object_IsTrue, "PyObject_IsTrue");
+    R(True, "_Py_TrueStruct");
+    R(False, "_Py_FalseStruct");
+    if (!py.False) R(False, "_Py_ZeroStruct"); /* 2.7 */
     if (py.GetVersion) {
         const char *v = py.GetVersion();
         int major = 0, minor = 0;

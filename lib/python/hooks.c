@@ -9,6 +9,10 @@
 //    it; if it has a thread state but not the GIL, after PyGILState_Ensure, as uWSGI itself does
 //    before forking with --py-call-uwsgi-fork-hooks.
 //  - exit: from an atexit callback, after the runtime has joined its threads.
+// The hooks are installed the first time Python starts a thread (pthread_create runs with the GIL
+// held) or creates an event loop's epoll instance (gevent's and eventlet's hubs: a program of
+// green threads may fork before it ever starts an OS thread), else at the first fork, for the next.
+// The before hook also reads the green threads the child will carry (green.c).
 // After a fork, the after_in_child hook tells the layer above (a registered callback) that the
 // child goes on running. Nothing is imported but 3.x's built-in atexit (2.7's is a Python
 // module, which a file in the current directory could shadow: used only if already loaded).
@@ -33,22 +37,33 @@ static PyObj *none(void) {
 static PyObj *before_fork_hook(PyObj *self, PyObj *unused) {
     (void)self;
     (void)unused;
-    if (fs_py_multi_threaded()) fs_py_snapshot_take();
+    int green = fs_py_green_capture(); /* green threads the child will carry (gevent, eventlet) */
+    if (green || fs_py_multi_threaded()) fs_py_snapshot_take();
     tls_hook_took_snapshot = 1;
     return none();
 }
 
-/* Is the code that forked subprocess's _execute_child (preexec_fn: exec follows)? */
+/* Is the code that forked a subprocess module's _execute_child (exec follows)? The stdlib's
+ * (preexec_fn: the innermost frame) or gevent.subprocess's, which forks through gevent.os's
+ * wrappers (a few frames further out). */
 static int forked_by_subprocess(void) {
-    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL;
-    PyObj *code = !f ? NULL : py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
-    if (!code) return 0;
-    PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
-    const char *n = fs_py_str(name), *fl = fs_py_str(file);
-    int r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
-    if (name) py.DecRef(name);
-    if (file) py.DecRef(file);
-    py.DecRef(code);
+    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL, *owned = NULL;
+    int r = 0;
+    for (int depth = 0; f && f != py.None && depth < 6 && !r; depth++) {
+        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
+        if (code) {
+            PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
+            const char *n = fs_py_str(name), *fl = fs_py_str(file);
+            r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
+            if (name) py.DecRef(name);
+            if (file) py.DecRef(file);
+            py.DecRef(code);
+        }
+        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");
+        if (owned) py.DecRef(owned);
+        owned = f = back;
+    }
+    if (owned) py.DecRef(owned);
     py.Err_Clear();
     return r;
 }
@@ -152,6 +167,39 @@ void fs_py_thread_starting(struct fs_thread *t) {
     if (t) fs_py_capture_creation(t);
 }
 
+/* Installs the hooks unless done; the GIL is held. Before the interpreter has imported posix (an
+ * embedding program's very start), installing would mark the hooks unavailable for good: wait for
+ * a later occasion. */
+static void install_hooks_now(void) {
+    if (atomic_load(&hooks_state) != HOOKS_NONE || !fs_py_usable()) return;
+    PyObj *modules = py.Import_GetModuleDict();
+    if (modules && py.Dict_GetItemString(modules, "posix")) install_hooks();
+}
+
+static _Atomic int pending_install;
+static int install_pending(void *unused) { /* Python's pending call: main thread, GIL held */
+    (void)unused;
+    atomic_store(&pending_install, 0);
+    install_hooks_now();
+    return 0;
+}
+
+/* gevent and eventlet create their hub's epoll instance before the first green thread runs; a
+ * program of green threads may never call pthread_create before it forks. gevent's libev does
+ * it with the GIL held: the hooks are installed now. Python's select.epoll (eventlet, asyncio)
+ * releases the GIL around the call: then the interpreter's own pending-call queue installs them
+ * at its next safe point in the main thread (Py_AddPendingCall needs no GIL and waits for
+ * nothing), long before the program can fork. */
+void fs_py_event_loop_created(void) {
+    if (atomic_load_explicit(&hooks_state, memory_order_relaxed) != HOOKS_NONE) return;
+    if (!fs_py_usable()) return;
+    if (fs_py_holds_gil()) {
+        install_hooks_now();
+    } else if (py.AddPendingCall && !atomic_exchange(&pending_install, 1)) {
+        if (py.AddPendingCall(install_pending, NULL) != 0) atomic_store(&pending_install, 0);
+    }
+}
+
 void fs_py_before_fork(void) {
     if (tls_hook_took_snapshot) { /* os.fork: our before-hook already read the threads */
         tls_hook_took_snapshot = 0;
@@ -165,10 +213,11 @@ void fs_py_before_fork(void) {
         if (fs_py_holds_gil()) install_hooks(); /* for the next fork */
         if (atomic_load(&hooks_state) != HOOKS_UNAVAILABLE) return;
     }
-    if (!fs_py_multi_threaded()) return;
+    int multi = fs_py_multi_threaded();
     if (fs_py_holds_gil()) {
-        fs_py_snapshot_take();
-    } else {
+        int green = fs_py_green_capture();
+        if (multi || green) fs_py_snapshot_take();
+    } else if (multi) {
         int g = py.GILState_Ensure();
         fs_py_snapshot_take();
         py.GILState_Release(g);

@@ -42,6 +42,7 @@ struct fs_py_api {
     int (*Frame_GetLineNumber)(PyObj *);
     int (*Frame_GetLasti)(PyObj *);                /* 3.11+ */
     int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
+    int (*AddPendingCall)(int (*)(void *), void *); /* any thread, GIL or not */
     PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
     PyObj *(*Eval_GetBuiltins)(void);             /* borrowed */
     PyObj *(*List_New)(ssize_t);
@@ -50,12 +51,17 @@ struct fs_py_api {
     PyObj *(*List_GetItem)(PyObj *, ssize_t);      /* borrowed */
     PyObj *(*Tuple_GetItem)(PyObj *, ssize_t);     /* borrowed */
     PyObj *(*Long_FromUnsignedLongLong)(unsigned long long);
+    PyObj *(*Long_FromLongLong)(long long);
     PyObj *(*Unicode_FromString)(const char *);
     PyObj *(*Intern_FromString)(const char *);     /* PyUnicode_InternFromString, 2.7: PyString_ */
     const char *(*GetVersion)(void);
     PyObj *(*Object_GenericGetDict)(PyObj *, void *);  /* 3.3+: an instance __dict__, no user code */
     PyObj **(*Object_GetDictPtr)(PyObj *);         /* 2.7 */
-    PyObj *None;
+    PyObj *(*Object_Type)(PyObj *);                /* new reference; runs no code */
+    int (*Type_IsSubtype)(PyObj *, PyObj *);       /* by the MRO; runs no code */
+    int (*Dict_SetItem)(PyObj *, PyObj *, PyObj *);
+    int (*Object_IsTrue)(PyObj *);
+    PyObj *None, *True, *False;
 };
 extern struct fs_py_api py;
 extern int fs_py_version;   /* major * 100 + minor, e.g. 311 */
@@ -94,6 +100,12 @@ int fs_py_multi_threaded(void);           /* more than one thread exists, by the
 
 /* ---- sites.c ---- */
 void fs_py_capture_creation(struct fs_thread *t);   /* the GIL is held */
+uint16_t fs_py_site_of(PyObj *code);               /* a code object's site (0: none); the GIL is held */
+
+/* ---- green.c ---- */
+/* Under gevent's or eventlet's patch: the Thread of this OS thread's current greenlet in
+ * `active` (threading._active), borrowed; NULL otherwise. The GIL is held. */
+PyObj *fs_py_green_current_thread(PyObj *active);
 
 /* ---- pymutex.c ---- */
 void fs_py_lock_layout_measure(void);     /* when the hooks are installed; the GIL is held */

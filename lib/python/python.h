@@ -10,6 +10,7 @@
 //   hooks.c    our functions registered in the interpreter (os.register_at_fork, atexit)
 //   rlock.c    the RLock layer of repair (3.9+)
 //   rules.c    Python rules of thumb: is a thread idle, has its target returned
+//   green.c    green threads (gevent, eventlet) a fork carries into the child
 #ifndef FORKSAFE_PYTHON_H
 #define FORKSAFE_PYTHON_H
 
@@ -36,9 +37,38 @@ void fs_py_site(uint16_t site, const char **file, const char **func);
 /* pthread_create, in the creating thread: installs our interpreter hooks the first time (the GIL
  * is held there), and records in `t` where a Python thread is being created and its name. */
 void fs_py_thread_starting(struct fs_thread *t);
+/* An event loop was created (epoll_create): gevent's and eventlet's hubs, which start green
+ * threads without pthread_create. Installs our interpreter hooks if not yet done (GIL held). */
+void fs_py_event_loop_created(void);
 /* The registered callback: a child of os.fork is about to return to the program (Python's own
  * after-fork work is done, and it is not subprocess's child that execs next). The GIL is held. */
 void fs_py_on_child_resumes(void (*fn)(void));
+
+/* ---- green.c: green threads (gevent, eventlet greenlets) a fork carries into the child ---- */
+/* The parent, before the fork, with the GIL (our before-fork hook, or the fork() wrapper): reads
+ * threading's table of running threads when gevent or eventlet patched threading, and keeps the
+ * greenlets found there. Returns how many were kept. */
+int fs_py_green_capture(void);
+/* Inside fork (prepare): did this thread capture greenlets for this very fork? */
+int fs_py_green_prepare(pid_t forking_tid);
+void fs_py_green_parent(void);
+/* The child, with the GIL (after-fork hook): checks each greenlet again (dead, not started, the hub,
+ * the current one, another OS thread's are left out), reads its stack and where it was created,
+ * and stops it under FORKSAFE_GREEN=kill. */
+void fs_py_green_child(void);
+/* The report's view, async-signal-safe: the carried greenlets (*total: also those not kept). */
+struct fs_py_green {
+    const char *library;          /* "gevent", "eventlet" */
+    const char *kind;             /* "thread", "dummy", "main" */
+    const char *name;             /* its Thread's name */
+    uint64_t ident;               /* threading's ident for it: id(greenlet) */
+    int stopped;                  /* FORKSAFE_GREEN=kill scheduled its end */
+    uint32_t first, nframes;      /* its stack (fs_py_green_frame), innermost first */
+    uint32_t cfirst, ncreated;    /* where it was created, innermost first */
+};
+int fs_py_green_count(int *total);
+int fs_py_green_get(int i, struct fs_py_green *out);
+void fs_py_green_frame(uint32_t at, uint16_t *site, int *line);   /* site: fs_py_site */
 
 /* ---- pymutex.c: the layout of PyMutex locks (3.13.1+), measured when the hooks are installed ---- */
 struct fs_py_lock_kind {

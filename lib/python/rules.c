@@ -14,7 +14,10 @@ static int ends_with(const char *s, const char *suffix) {
 int fs_py_idle(const struct fs_py_info *info) {
     static const char *const waits[] = {"/threading.py", "/queue.py", "/selectors.py", "/socket.py",
                                         "/socketserver.py", "/multiprocessing/connection.py",
-                                        "/concurrent/futures/thread.py", "/multiprocessing/queues.py"};
+                                        "/concurrent/futures/thread.py", "/multiprocessing/queues.py",
+                                        /* a Manager's request handler waiting for the next call
+                                         * (2.7: in C recv(), called from serve_client) */
+                                        "/multiprocessing/managers.py"};
     if (!info->nframes) return 0;
     const char *file, *func;
     int line;

@@ -49,6 +49,8 @@ static uint16_t site_of(PyObj *code) {
     return found;
 }
 
+uint16_t fs_py_site_of(PyObj *code) { return site_of(code); }
+
 void fs_py_site(uint16_t site, const char **file, const char **func) {
     int ok = site > 0 && site < SITES && sites[site].file;
     *file = ok ? fs_arena_str(&site_strings, sites[site].file) : "";

@@ -25,7 +25,7 @@ static struct {
     struct py_thread t[PY_MAX_THREADS];
     struct py_frame f[PY_MAX_FRAMES];
     struct fs_arena strings;
-} snap = {.strings = {arena_mem, 0, PY_ARENA}};
+} snap;                           /* zero-initialised: in .bss, not 220 KB of the file's .data */
 static int valid;                 /* the snapshot describes the moment being reported (fork, exit) */
 static uint32_t snap_gen;         /* bumped by every snapshot */
 
@@ -98,6 +98,8 @@ void fs_py_snapshot_take(void) {
     snap.taker_tid = fs_gettid();
     snap.nthreads = 0;
     snap.nframes = 0;
+    snap.strings.mem = arena_mem;
+    snap.strings.cap = PY_ARENA;
     fs_arena_reset(&snap.strings);
     memset(code_cache, 0, sizeof code_cache);
     fs_py_walk_session();
@@ -107,6 +109,7 @@ void fs_py_snapshot_take(void) {
         struct py_thread *t = &snap.t[snap.nthreads++];
         t->ident = fs_py_ulong(key);
         PyObj *thread = active ? py.Dict_GetItem(active, key) : NULL; /* borrowed */
+        if (!thread && t->ident == (uint64_t)pthread_self()) thread = fs_py_green_current_thread(active);
         PyObj *name = thread ? thread_field(thread, "_name", "_Thread__name") : NULL;
         t->name = name ? add_str(name) : 0;
         t->tid = tid_of(t->ident, thread);

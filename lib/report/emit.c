@@ -58,6 +58,12 @@ void fs_out_quoted(struct fs_out *o, const char *key, const char *s) {
     fs_buf_chr(&o->b, '\'');
 }
 
+void fs_out_bool(struct fs_out *o, const char *key, int v) {
+    if (!o->json) return;
+    member(o, key);
+    fs_buf_str(&o->b, v ? "true" : "false");
+}
+
 void fs_out_hex(struct fs_out *o, const char *key, uintptr_t v) {
     if (o->json) {
         member(o, key);
@@ -161,14 +167,16 @@ void fs_out_created_at(struct fs_out *o, const char *key, const struct fs_thread
     fs_out_end_list(o);
 }
 
+int fs_app_file(const char *file) {
+    return file[0] && strncmp(file, "<frozen", 7) != 0 && !strstr(file, "/lib/python") &&
+           !strstr(file, "site-packages") && !strstr(file, "dist-packages");
+}
+
 int fs_app_frame(const struct fs_thread *t) {
     for (int i = 0; i < t->ncreate; i++) {
         const char *file, *func;
         fs_py_site(t->create_site[i], &file, &func);
-        if (!file[0] || strncmp(file, "<frozen", 7) == 0 || strstr(file, "/lib/python") ||
-            strstr(file, "site-packages") || strstr(file, "dist-packages"))
-            continue;
-        return i;
+        if (fs_app_file(file)) return i;
     }
     return -1;
 }
@@ -198,6 +206,10 @@ void fs_out_thread(struct fs_out *o, const char *key, const struct fs_thread_vie
     if (known && plain) fs_out_plain(o, "start", start);
     else fs_out_str(o, "start", start);
     if (v->state && o->json) fs_out_str(o, "state", v->state);
+    if (v->strict) { /* strict mode's verdict on this thread */
+        fs_out_text(o, v->strict == FS_VIEW_ALLOWED ? " [allowed]" : " [not allowed]");
+        fs_out_bool(o, "allowed", v->strict == FS_VIEW_ALLOWED);
+    }
     if (v->created && v->app >= 0 && !o->json) {
         const char *file, *func;
         fs_py_site(v->created->create_site[v->app], &file, &func);

@@ -38,6 +38,7 @@ void fs_out_quoted(struct fs_out *o, const char *key, const char *s); /* text: '
 /* A string known to need no escaping (printable ASCII, no quote or backslash): copied as it is. */
 void fs_out_plain(struct fs_out *o, const char *key, const char *s);
 void fs_out_hex(struct fs_out *o, const char *key, uintptr_t v);      /* JSON: "0x..." */
+void fs_out_bool(struct fs_out *o, const char *key, int v);           /* JSON only */
 /* Text only (JSON: nothing): a literal, and the start of a new line (prefix, then indent). */
 void fs_out_text(struct fs_out *o, const char *s);
 void fs_out_line(struct fs_out *o, const char *indent);
@@ -63,7 +64,9 @@ struct fs_thread_view {
     const struct fs_py_info *py;   /* Python stack from the snapshot, or NULL */
     const struct fs_thread *created; /* where it was created (Python), or NULL */
     int app;                       /* text: the creation frame to show, -1 none */
+    int strict;                    /* strict mode: FS_VIEW_ALLOWED, FS_VIEW_NOT_ALLOWED; 0 not judged */
 };
+enum { FS_VIEW_ALLOWED = 1, FS_VIEW_NOT_ALLOWED = 2 };
 void fs_out_thread(struct fs_out *o, const char *key, const struct fs_thread_view *v);
 /* `key`: the Python stack of `py`, innermost first (JSON); frames as a traceback (text). */
 void fs_out_python_stack(struct fs_out *o, const char *key, const struct fs_py_info *py, const char *indent);
@@ -72,6 +75,7 @@ void fs_out_created_at(struct fs_out *o, const char *key, const struct fs_thread
 /* The innermost creation frame that is the application's: not the standard library, not an
  * installed package. -1 if none. */
 int fs_app_frame(const struct fs_thread *t);
+int fs_app_file(const char *file);   /* a file of the application's (same rule) */
 
 /* ---- fork_report.c ---- */
 /* Writes this child's fork report if it still owes one (the child is clearly going on). */

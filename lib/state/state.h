@@ -22,7 +22,9 @@ struct fs_process {
     int forked;                 /* a forked child (any fork): the pthread wrappers check their locks */
     pid_t forker_old_tid;       /* in a child: the forking thread's tid in the parent */
     _Atomic int fork_busy;      /* core/fork.c: one fork at a time owns the fork record */
-    int fork_recorded;          /* core/fork.c: the prepare handler recorded a multi-threaded fork */
+    int fork_recorded;          /* core/fork.c: the prepare handler recorded a fork to report: */
+#define FS_FORK_THREADS 1       /*   of a multi-threaded process */
+#define FS_FORK_GREEN 2         /*   carrying green threads (gevent, eventlet) */
 };
 extern struct fs_process fs_proc;
 /* getpid() as report paths need it: the cached value, refreshed when the process was made

@@ -77,6 +77,7 @@ def main():
                            (["--stack-depth=99", "true"], "--stack-depth out of range"),
                            (["--threads-warn=-1", "true"], "a negative --threads-warn"),
                            ([], "no command"), (["--mode"], "an option without its value"),
+                           (["--strict=yes", "true"], "a bad --strict"), (["--green=maybe", "true"], "a bad --green"),
                            (["check", "--exit-report=never"], "check with a bad option")):
             r = run([fs] + args, 30, env=env)
             expect(r.returncode == 2 and "usage: forksafe" in r.stderr, "usage error: " + what, r.stdout + r.stderr)
@@ -88,6 +89,12 @@ def main():
                  "--threads-warn", "7", "sh", "-c", show, "x", "--mode=off"], 30, env=env)
         expect(r.returncode == 0 and r.stdout.strip() == "%s|report|/dev/null|json|1|3|all|7|x|--mode=off" % shim,
                "options set FORKSAFE_*, CMD's own options untouched", r.stdout + r.stderr)
+        strict = "echo \"$FORKSAFE_STRICT|$FORKSAFE_ALLOW|$FORKSAFE_GREEN\""
+        r = run([fs, "--strict", "--allow=libmonitor-*,x", "--green=kill", "sh", "-c", strict], 30, env=env)
+        expect(r.returncode == 0 and r.stdout.strip() == "on|libmonitor-*,x|kill",
+               "--strict alone is FORKSAFE_STRICT=on; --allow, --green", r.stdout + r.stderr)
+        r = run([fs, "--strict=green", "sh", "-c", strict], 30, env=env)
+        expect(r.returncode == 0 and r.stdout.strip() == "green||", "--strict=green", r.stdout + r.stderr)
         r = run([fs, "--", "sh", "-c", "echo \"$LD_PRELOAD\""], 30, env=dict(env, LD_PRELOAD="libm.so.6 "))
         expect(r.stdout.strip() == "libm.so.6:" + shim, "existing LD_PRELOAD entries kept first", r.stdout + r.stderr)
         r = run([fs, "sh", "-c", "echo \"$LD_PRELOAD\""], 30, env=dict(env, LD_PRELOAD=shim))

@@ -47,6 +47,10 @@ static const char usage_text[] =
     "  --stack-depth=N                  FORKSAFE_STACK_DEPTH (0..64)\n"
     "  --exit-report=on|all|off         FORKSAFE_EXIT_REPORT\n"
     "  --threads-warn=N                 FORKSAFE_THREADS_WARN (0: never)\n"
+    "  --strict[=on|green|off]          FORKSAFE_STRICT (alone: on): a fork that loses a thread fails\n"
+    "                                   the child (status 70), for test suites and CI\n"
+    "  --allow=GLOB,...                 FORKSAFE_ALLOW: threads strict mode accepts losing\n"
+    "  --green=report|kill|off          FORKSAFE_GREEN: green threads carried into a child\n"
     "  --library=PATH                   the library to preload (else $FORKSAFE_LIBRARY, else\n"
     "                                   " FORKSAFE_LIBRARY_PATH ")\n"
     "exit status: CMD's; 2 bad usage; 125 forksafe failed; 126 CMD not executable; 127 CMD not found;\n"
@@ -169,6 +173,9 @@ int main(int argc, char **argv) {
         {"stack-depth", required_argument, NULL, FS_SET_stack_depth},
         {"exit-report", required_argument, NULL, FS_SET_exit_report},
         {"threads-warn", required_argument, NULL, FS_SET_threads_warn},
+        {"strict", optional_argument, NULL, FS_SET_strict},
+        {"allow", required_argument, NULL, FS_SET_allow},
+        {"green", required_argument, NULL, FS_SET_green},
         {"json", no_argument, NULL, O_JSON},
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"library", required_argument, NULL, O_LIBRARY},
@@ -193,7 +200,7 @@ int main(int argc, char **argv) {
         case 'h': fputs(usage_text, stdout); return 0;
         case '?': fputs(usage_text, stderr); return 2;
         default:
-            if (c >= 0 && c < FS_SET_COUNT) given[c] = optarg;
+            if (c >= 0 && c < FS_SET_COUNT) given[c] = optarg ? optarg : "on"; /* --strict alone */
             break;
         }
     }
@@ -236,7 +243,7 @@ int main(int argc, char **argv) {
             case O_VERSION:
             case '?': fputs(usage_text, stderr); return 2;
             default:
-                if (c >= 0 && c < FS_SET_COUNT) given[c] = optarg;
+                if (c >= 0 && c < FS_SET_COUNT) given[c] = optarg ? optarg : "on"; /* --strict alone */
                 break;
             }
         }
