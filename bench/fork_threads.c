@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: MIT
-// Workload 4: fork + _exit + waitpid from a process with --threads T idle threads besides the
-// main one. Each idle thread has a 64 KiB stack (pthread_attr_setstacksize) and is blocked in
-// read(2) on a pipe that is closed at the end. The child calls _exit(0) at once; the parent
-// waits for it. With the shim, the child of a multi-threaded process writes its fork report at
-// _exit (set FORKSAFE_LOG=/dev/null so the terminal does not distort timing).
-// Under callgrind (valgrind/callgrind.h present at build time), each child zeroes its counts
-// first, so that its output file holds only its own instructions.
-// Prints microseconds per fork+_exit+waitpid: the fastest of --reps repetitions (and their median).
-//   bench_fork_threads [--quick] [--threads T] [--iters FORKS] [--reps R]
+// Workloads 4, 10, 11: fork + _exit + waitpid from a process with --threads T idle threads
+// besides the main one (T = 0: a single-threaded process). Each idle thread has a 64 KiB stack
+// (pthread_attr_setstacksize) and is blocked in read(2) on a pipe that is closed at the end. The
+// child calls _exit(0) at once; the parent waits for it. With the shim, the child of a
+// multi-threaded process writes its fork report at _exit (set FORKSAFE_LOG=/dev/null so the
+// terminal does not distort timing).
+// With --exec PATH the child calls execv(PATH, {PATH, NULL}) instead of _exit (a fork followed
+// directly by exec, as subprocess does); PATH inherits the environment, so with LD_PRELOAD set it
+// loads the shim too. It must exit 0.
+// Under callgrind, bench/run.py adds --dump-before=_Fork: the parent dumps (and zeroes) its counts
+// as it enters glibc's _Fork, so a child inherits only the few instructions of _Fork before the
+// clone and its output file holds its own run from there on, the fork handlers included; with
+// --exec, --dump-before=execve writes the child's part before exec (valgrind writes nothing at
+// exec), and the exec'd program writes its own file under the same pid.
+// Prints microseconds per fork+(_exit|exec)+waitpid: the fastest of --reps repetitions (and their
+// median), and the minor page faults per fork, parent and child (getrusage).
+//   bench_fork_threads [--quick] [--threads T] [--iters FORKS] [--reps R] [--exec PATH]
 #include "bench_common.h"
 
 #include <pthread.h>
@@ -16,19 +24,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/callgrind.h>)
-#include <valgrind/callgrind.h>
-#endif
-#endif
-#ifndef CALLGRIND_ZERO_STATS
-#define CALLGRIND_ZERO_STATS
-#endif
-
 #define IDLE_STACK (64 * 1024)
 
 static int pipefd[2];
 static atomic_long started;
+static char *exec_path; /* --exec PATH: the child execs PATH instead of _exit */
 
 static void *idle_thread(void *arg) {
     (void)arg;
@@ -43,9 +43,11 @@ __attribute__((noinline, used)) void timed_fork(long n) {
         pid_t pid = fork();
         if (pid < 0) bench_die("fork", errno);
         if (pid == 0) {
-            /* Under callgrind a child inherits the parent's counts: start it from zero, so its
-             * output file holds only what the child itself ran (from here to _exit). */
-            CALLGRIND_ZERO_STATS;
+            if (exec_path) {
+                char *args[] = {exec_path, NULL};
+                execv(exec_path, args);
+                _exit(127);
+            }
             _exit(0);
         }
         int st;
@@ -60,7 +62,15 @@ __attribute__((noinline, used)) void timed_fork(long n) {
 
 int main(int argc, char **argv) {
     struct bench_args a = {.iters = 100, .reps = 5, .threads = 100};
-    bench_parse(argc, argv, &a, 5, 4, NULL);
+    /* --exec PATH is ours; the rest goes to bench_parse */
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--exec") && i + 1 < argc) exec_path = argv[++i];
+        else argv[kept++] = argv[i];
+    }
+    argc = kept;
+    argv[argc] = NULL;
+    bench_parse(argc, argv, &a, 5, 4, "[--exec PATH]");
     if (pipe(pipefd) != 0) bench_die("pipe", errno);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -89,9 +99,9 @@ int main(int argc, char **argv) {
     /* Minor page faults per fork, parent and child together: copy-on-write and lazy mapping. */
     double flt = (double)((self1.ru_minflt - self0.ru_minflt) + (kids1.ru_minflt - kids0.ru_minflt)) /
                  ((double)a.iters * a.reps);
-    char extra[128];
-    snprintf(extra, sizeof extra, ",\"threads\":%ld,\"stack_kib\":%d,\"minflt_per_fork\":%.2f", a.threads,
-             IDLE_STACK / 1024, flt);
+    char extra[256];
+    snprintf(extra, sizeof extra, ",\"threads\":%ld,\"stack_kib\":%d,\"minflt_per_fork\":%.2f,\"exec\":%s", a.threads,
+             IDLE_STACK / 1024, flt, exec_path ? "true" : "false");
     bench_report("fork_threads", "us/fork", per, a.reps, a.iters, extra);
 
     close(pipefd[1]);

@@ -3,12 +3,13 @@
 # started with threading.stack_size(256 KiB) and blocked in os.read() on a pipe. The child calls
 # os._exit(0) at once; the parent os.waitpid()s it. With the shim, each child of this
 # multi-threaded process writes a fork report at _exit (run with FORKSAFE_LOG=/dev/null).
-# Prints microseconds per fork+exit+wait, the fastest of the repetitions (and their median), as
-# one JSON line.
+# Prints microseconds per fork+exit+wait, the fastest of the repetitions (and their median), and
+# the minor page faults per fork (parent + child, getrusage), as one JSON line.
 #   /usr/bin/python3 py_fork.py [--quick] [--threads T] [--iters N] [--reps R]
 import argparse
 import json
 import os
+import resource
 import statistics
 import threading
 import time
@@ -52,13 +53,16 @@ def main():
     if not a.no_warmup:
         timed_loop(a.iters // 10 + 1)
     per = []
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt + resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     for _ in range(a.reps):
         t0 = time.perf_counter_ns()
         timed_loop(a.iters)
         per.append((time.perf_counter_ns() - t0) / 1e3 / a.iters)
+    f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt + resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     print(json.dumps({"bench": "py_fork", "unit": "us/fork", "value": min(per), "median": statistics.median(per),
                       "min": min(per), "max": max(per), "reps": a.reps, "iters": a.iters,
-                      "threads": a.threads, "stack_kib": STACK // 1024}), flush=True)
+                      "threads": a.threads, "stack_kib": STACK // 1024,
+                      "minflt_per_fork": round((f1 - f0) / (a.iters * a.reps), 2)}), flush=True)
     os.close(w)
     for t in threads:
         t.join()

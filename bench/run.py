@@ -175,16 +175,20 @@ DISTURBED = 0.30     # other load, in CPUs, above which a pair is run again
 MAX_RETRIES = 3      # per pair
 
 
-def measure(key, title, cmd, sides, pairs, shim, value=lambda o: o["value"]):
+def measure(key, title, cmd, sides, pairs, shim, value=lambda o: o["value"], setup=None):
     """`pairs` rounds of one run per side, alternating order. A round during which the rest of the
-    machine used more than DISTURBED CPUs is run again (at most MAX_RETRIES times)."""
+    machine used more than DISTURBED CPUs is run again (at most MAX_RETRIES times). `setup`, if
+    given, is side -> (command, environment), for workloads whose sides differ in their arguments
+    (process start: LD_PRELOAD only in the child's environment) rather than in the environment."""
+    if setup is None:
+        setup = lambda side: (side_cmd(side, cmd), side_env(side, shim))
     m = Measured(key, title, "", sides)
     m.retries, m.other_load = 0, []
     for i, order in pair_orders(sides, pairs):
         for attempt in range(MAX_RETRIES + 1):
             outs, worst = {}, 0.0
             for side in order:
-                out, other = run_watched(side_cmd(side, cmd), side_env(side, shim))
+                out, other = run_watched(*setup(side))
                 outs[side] = out[0]
                 worst = max(worst, other)
             if worst <= DISTURBED or attempt == MAX_RETRIES:
@@ -246,61 +250,134 @@ def parse_callgrind(path):
     return total, selfcost
 
 
-def callgrind_run(cmd, env, outdir, tag):
-    """Runs cmd under callgrind. Returns (parent, children): each (total Ir, self Ir per function)
-    for the process itself and summed over its forked children (each of which zeroes its counts
-    right after fork, see fork_threads.c), and the output files."""
-    for old in glob.glob(os.path.join(outdir, "cg.%s.*.out" % tag)):
+def callgrind_run(cmd, env, outdir, tag, fork_dumps=False):
+    """Runs cmd under callgrind (--trace-children=yes: exec'd programs are counted too). Returns
+    (parent, children, files): parent is (total Ir, self Ir per (object, function)) of the process
+    itself; children is (total Ir, self Ir per function, number of children) summed over every
+    other process (forked, then perhaps exec'd); files is (parent's files, children's files).
+    fork_dumps: --dump-before=_Fork, so that the parent writes (and zeroes) its counts as it enters
+    glibc's _Fork and each child's file starts with only the few instructions of _Fork before the
+    clone: the child's own run is then counted from the fork on, its fork handlers included (a
+    child otherwise inherits all of the parent's counts); and --dump-before=execve, because
+    valgrind writes nothing at exec: the child's part before exec is a dump of its own, and the
+    exec'd program writes its file under the same pid. A process's files are summed."""
+    for old in glob.glob(os.path.join(outdir, "cg.%s.*.out*" % tag)):
         os.unlink(old)
-    vg = ["valgrind", "--tool=callgrind", "--quiet",
+    vg = ["valgrind", "--tool=callgrind", "--quiet", "--trace-children=yes",
           "--callgrind-out-file=" + os.path.join(outdir, "cg.%s.%%p.out" % tag)]
+    if fork_dumps:
+        vg += ["--dump-before=_Fork", "--dump-before=execve"]
     p = subprocess.Popen(vg + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=600)
+    out, err = p.communicate(timeout=1200)
     if p.returncode != 0:
         raise RuntimeError("callgrind %s exited %d: %s" % (" ".join(cmd), p.returncode, err[-2000:]))
-    parent_file = os.path.join(outdir, "cg.%s.%d.out" % (tag, p.pid))
-    files = sorted(glob.glob(os.path.join(outdir, "cg.%s.*.out" % tag)))
-    parent = parse_callgrind(parent_file)
-    kids_total, kids_self, nkids = 0, {}, 0
-    for fpath in files:
-        if fpath == parent_file:
-            continue
-        t, s = parse_callgrind(fpath)
-        nkids += 1
+    by_pid = {}
+    pat = re.compile(r"cg\.%s\.(\d+)\.out(\.\d+)?$" % re.escape(tag))
+    for fpath in sorted(glob.glob(os.path.join(outdir, "cg.%s.*.out*" % tag))):
+        mm = pat.search(os.path.basename(fpath))
+        if mm:
+            by_pid.setdefault(int(mm.group(1)), []).append(fpath)
+
+    def summed(paths):
+        total, selfcost = 0, {}
+        for fpath in paths:
+            t, sc = parse_callgrind(fpath)
+            total += t
+            for k, v in sc.items():
+                selfcost[k] = selfcost.get(k, 0) + v
+        return total, selfcost
+
+    parent_files = by_pid.pop(p.pid, [])
+    if not parent_files:
+        raise RuntimeError("callgrind %s: no output file for pid %d" % (" ".join(cmd), p.pid))
+    parent = summed(parent_files)
+    kids_total, kids_self = 0, {}
+    child_files = []
+    for pid, paths in by_pid.items():
+        t, sc = summed(paths)
         kids_total += t
-        for k, v in s.items():
+        child_files += paths
+        for k, v in sc.items():
             kids_self[k] = kids_self.get(k, 0) + v
-    return parent, (kids_total, kids_self, nkids), parent_file
+    return parent, (kids_total, kids_self, len(by_pid)), (parent_files, child_files)
 
 
-def callgrind_measure(key, cmd_for_iters, n1, n2, shim, outdir, ops_per_iter=1, extra_env=None):
+def short_ob(ob):
+    return os.path.basename(ob) if ob else "?"
+
+
+def write_perop_table(path, key, funcs, objs, ops):
+    """Per-operation self Ir of every function and object, both sides and the difference."""
+    with open(path, "w") as f:
+        f.write("# %s: self Ir per operation (N2 - N1 runs, plus the mean child), without -> with the shim.\n"
+                "# Written by bench/run.py; a negative difference is work the shim's side did not do.\n\n" % key)
+        f.write("## by object\n%14s %14s %14s  %s\n" % ("without", "with", "added", "object"))
+        for ob in sorted(set(objs["none"]) | set(objs["shim"]),
+                         key=lambda o: -abs(objs["shim"].get(o, 0) - objs["none"].get(o, 0))):
+            a, b = objs["none"].get(ob, 0), objs["shim"].get(ob, 0)
+            if abs(a) >= 0.05 or abs(b) >= 0.05:
+                f.write("%14.1f %14.1f %+14.1f  %s\n" % (a, b, b - a, ob))
+        f.write("\n## by function\n%14s %14s %14s  %s\n" % ("without", "with", "added", "object:function"))
+        keys = sorted(set(funcs["none"]) | set(funcs["shim"]),
+                      key=lambda k: -abs(funcs["shim"].get(k, 0) - funcs["none"].get(k, 0)))
+        for k in keys:
+            a, b = funcs["none"].get(k, 0), funcs["shim"].get(k, 0)
+            if abs(b - a) >= 0.5 or (abs(b) >= 0.5 and "libforksafe" in k[0]):
+                f.write("%14.1f %14.1f %+14.1f  %s:%s\n" % (a, b, b - a, short_ob(k[0]), k[1]))
+
+
+def callgrind_measure(key, cmd_for_iters, n1, n2, shim, outdir, ops_per_iter=1, extra_env=None, setup=None,
+                      fork_dumps=False):
     """Instructions per operation from the difference of two runs (n2 - n1 iterations), so that
-    start-up (loading, the shim's constructor) cancels; plus, for fork benchmarks, the mean cost
-    of one child (its own file). Also the shim's own functions, per operation."""
+    start-up (loading, the shim's constructor) cancels; plus, for fork and exec benchmarks, the mean
+    cost of one child (all its files: see callgrind_run). Also the shim's own functions, and the
+    added instructions per object, per operation. `setup`, if given, is (side, iterations) ->
+    (command, environment) (process start: the sides differ in arguments, not environment)."""
     res = {"n1": n1, "n2": n2, "ops_per_iter": ops_per_iter}
+    funcs_by_side, objs_by_side = {}, {}
+    ops = (n2 - n1) * ops_per_iter
     for side in ("none", "shim"):
-        env = side_env(side, shim)
-        env.update(extra_env or {})
-        (t1, s1), _, _ = callgrind_run(cmd_for_iters(n1), env, outdir, "%s%s.%s.n1" % (CG_PREFIX, key, side))
-        (t2, s2), (kt, ks, nk), pfile = callgrind_run(cmd_for_iters(n2), env, outdir,
-                                                      "%s%s.%s.n2" % (CG_PREFIX, key, side))
-        ops = (n2 - n1) * ops_per_iter
+        def run(k, tag):
+            if setup:
+                cmd, env = setup(side, k)
+            else:
+                cmd, env = cmd_for_iters(k), side_env(side, shim)
+            env = dict(env)
+            env.update(extra_env or {})
+            return callgrind_run(cmd, env, outdir, tag, fork_dumps=fork_dumps)
+        (t1, s1), _, _ = run(n1, "%s%s.%s.n1" % (CG_PREFIX, key, side))
+        (t2, s2), (kt, ks, nk), (pfiles, kfiles) = run(n2, "%s%s.%s.n2" % (CG_PREFIX, key, side))
         per_op = (t2 - t1) / ops
         funcs = {k: (s2.get(k, 0) - s1.get(k, 0)) / ops for k in set(s1) | set(s2)}
         if nk:       # one child per operation (fork): add the mean child
             per_op += kt / nk
             for k, v in ks.items():
                 funcs[k] = funcs.get(k, 0) + v / nk
+        objs = {}
+        for (ob, fn), v in funcs.items():
+            objs[short_ob(ob)] = objs.get(short_ob(ob), 0) + v
+        funcs_by_side[side], objs_by_side[side] = funcs, objs
         res[side] = {"total_n2": t2 + kt, "per_op": per_op, "children": nk,
-                     "child_per_op": kt / nk if nk else 0}
+                     "child_per_op": kt / nk if nk else 0, "parent_per_op": (t2 - t1) / ops}
         if side == "shim":
             mine = {k[1]: v for k, v in funcs.items() if "libforksafe" in k[0] and abs(v) >= 0.05}
             res["shim_funcs"] = sorted(mine.items(), key=lambda kv: -kv[1])
             if shutil.which("callgrind_annotate"):
-                ann = subprocess.run(["callgrind_annotate", "--inclusive=no", pfile],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                with open(os.path.join(outdir, "%s%s.shim.annotate.txt" % (CG_PREFIX, key)), "w") as f:
-                    f.write(ann.stdout)
+                # the largest file of the parent, and of the children (fork's child, exec'd program)
+                for what, paths in (("", pfiles), (".child", kfiles)):
+                    if not paths:
+                        continue
+                    big = max(paths, key=os.path.getsize)
+                    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", big],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                    with open(os.path.join(outdir, "%s%s.shim%s.annotate.txt" % (CG_PREFIX, key, what)), "w") as f:
+                        f.write(ann.stdout)
+    added_obj = {ob: objs_by_side["shim"].get(ob, 0) - objs_by_side["none"].get(ob, 0)
+                 for ob in set(objs_by_side["none"]) | set(objs_by_side["shim"])}
+    res["added_by_object"] = sorted(((ob, v) for ob, v in added_obj.items() if abs(v) >= 0.5),
+                                    key=lambda kv: -abs(kv[1]))
+    write_perop_table(os.path.join(outdir, "%s%s.perop.txt" % (CG_PREFIX, key)), key, funcs_by_side,
+                      objs_by_side, ops)
     res["added_per_op"] = res["shim"]["per_op"] - res["none"]["per_op"]
     res["ratio"] = res["shim"]["per_op"] / res["none"]["per_op"] if res["none"]["per_op"] else None
     log("callgrind %s: %.1f -> %.1f Ir/op (+%.1f)" % (key, res["none"]["per_op"], res["shim"]["per_op"],
@@ -546,7 +623,7 @@ def write_results(path, info, R, args, elapsed):
         if isinstance(v, list):
             v = " ".join(v)
         w("| %s | %s |" % (label, str(v).replace("|", "\\|")))
-    w("| run | %s pairs per workload (fork: %s, gunicorn: %s × %d s, memory: %s), %.0f s in all |"
+    w("| run | %s rounds per workload (4, 7 and the recorded rows of 11–12: %s; gunicorn: %s × %d s; memory: %s), %.0f s in all |"
       % (args.pairs, args.fork_pairs, args.gunicorn_pairs, args.gunicorn_seconds, args.mem_pairs, elapsed))
     w("")
 
@@ -574,26 +651,41 @@ def write_results(path, info, R, args, elapsed):
     if R.get("callgrind"):
         w("## Instructions (callgrind)")
         w("")
-        w("Instructions per operation from `valgrind --tool=callgrind`, as the difference between a run "
-          "of N2 and one of N1 iterations (start-up cancels), all threads counted. For fork, each child "
-          "zeroes its counts right after fork returns (so the child-side atfork handlers are not counted) "
-          "and the mean child is added to the parent's per-fork figure. User-space instructions only: "
-          "system calls and page faults are not in these counts. *Total Ir* is the whole N2 run "
-          "(children included). Python runs use PYTHONHASHSEED=0 so that both runs hash alike. The "
-          "single-threaded loops (1, 5) count the same on every run; ping-pong and fork depend on how "
-          "valgrind schedules the threads (whether a wait blocks), so they vary between runs "
-          "(fork by a few percent, ping-pong by more).")
+        w("Instructions per operation from `valgrind --tool=callgrind --trace-children=yes`, as the "
+          "difference between a run of N2 and one of N1 iterations (start-up cancels), all threads "
+          "counted. For fork and exec (4, 10–12), the parent writes its counts as it enters glibc's "
+          "`_Fork` (`--dump-before=_Fork`), so each child is counted from the fork on, its fork "
+          "handlers included, and a child's part before exec is written at `execve` "
+          "(`--dump-before=execve`); the exec'd program (with the shim: loading it, its constructor) "
+          "is counted in its own file; the mean child (all its files) is added to the parent's "
+          "per-fork figure. User-space instructions only: system calls and page faults are not in "
+          "these counts. *Total Ir* is the whole N2 run (children included). Python runs use "
+          "PYTHONHASHSEED=0 so that both runs hash alike. The single-threaded loops (1, 5) count the "
+          "same on every run; ping-pong and multi-threaded fork depend on how valgrind schedules the "
+          "threads (whether a wait blocks), so they vary between runs (fork by a few percent, "
+          "ping-pong by more).")
         w("")
-        w("| # | workload | N1 → N2 | total Ir (N2) without | total Ir (N2) with | Ir/op without | Ir/op with | added Ir/op | Ir ratio |")
-        w("|---|---|---|---|---|---|---|---|---|")
+        w("| # | workload | N1 → N2 | total Ir (N2) without | total Ir (N2) with | Ir/op without | Ir/op with | added Ir/op | Ir ratio | of which child, without → with |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
         for num, title, cg, opname in R["callgrind"]:
-            w("| %s | %s | %d → %d | %d | %d | %s | %s | **%s** per %s | %s |" % (
+            kid = ("%s → %s" % (fmt(cg["none"]["child_per_op"]), fmt(cg["shim"]["child_per_op"]))
+                   if cg["shim"].get("children") else "—")
+            w("| %s | %s | %d → %d | %d | %d | %s | %s | **%s** per %s | %s | %s |" % (
                 num, title, cg["n1"], cg["n2"], cg["none"]["total_n2"], cg["shim"]["total_n2"],
                 fmt(cg["none"]["per_op"]), fmt(cg["shim"]["per_op"]), fmt(cg["added_per_op"]), opname,
-                "%.3f" % cg["ratio"] if cg["ratio"] else "n/a"))
+                "%.3f" % cg["ratio"] if cg["ratio"] else "n/a", kid))
+        w("")
+        w("Added instructions per operation by object (with − without; the shim's work shows in "
+          "`libforksafe.so`, loading it in `ld-linux`; per function, both sides: "
+          "`bench/out/*.perop.txt`):")
+        w("")
+        for num, title, cg, opname in R["callgrind"]:
+            objs = cg.get("added_by_object", [])[:6]
+            w("- %s %s: %s" % (num, title, ", ".join("`%s` %+.1f" % (o, v) for o, v in objs) or "none"))
         w("")
         w("Where the shim's instructions go (self Ir per operation of each `libforksafe` function, "
-          "with-shim run; `callgrind_annotate` output in `bench/out/*.shim.annotate.txt`):")
+          "with-shim run, children included; `callgrind_annotate` output of the parent's and of a "
+          "child's largest file in `bench/out/*.shim.annotate.txt`, `*.shim.child.annotate.txt`):")
         w("")
         for num, title, cg, opname in R["callgrind"]:
             funcs = cg.get("shim_funcs", [])[:8]
@@ -641,7 +733,7 @@ def old_analysis(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="", help="comma-separated workload numbers (1-9), default all")
+    ap.add_argument("--only", default="", help="comma-separated workload numbers (1-12), default all")
     ap.add_argument("--quick", action="store_true", help="tiny run to check the harness (results not meaningful)")
     ap.add_argument("--pairs", type=int, default=15)
     ap.add_argument("--fork-pairs", type=int, default=10)
@@ -654,7 +746,7 @@ def main():
     if args.quick:
         args.pairs = args.fork_pairs = args.mem_pairs = 2
         args.gunicorn_pairs, args.gunicorn_seconds = 1, 1
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 10))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 13))
     outdir = os.path.join(BENCH, "out")
     os.makedirs(outdir, exist_ok=True)
     output = args.output or (os.path.join(outdir, "RESULTS-quick.md") if args.quick else os.path.join(BENCH, "RESULTS.md"))
@@ -706,6 +798,46 @@ def main():
         R["budget"].append([str(num), title, "ratio with/without", "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]),
                             "%s %.2f" % ("≤" if op == "<=" else "≥", target), v])
 
+    def budget_info(num, title, m, side):
+        r = m.ratio(side)
+        R["budget"].append([str(num), title, "ratio with/without",
+                            "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]), "—", "info"])
+
+    def fault_note(m, what, field, per):
+        flt = {s: statistics.median([o.get(field, 0) for o in m.extra[s]]) for s in m.sides}
+        R["timing_notes"].append("%s: minor page faults per %s (parent + child, getrusage, median over runs): %s"
+                                 % (what, per, ", ".join("%s %.1f" % (SIDE_LABEL[s], flt[s]) for s in m.sides)))
+
+    fork_noted = []
+
+    def fork_note():
+        if fork_noted:
+            return
+        fork_noted.append(1)
+        R["timing_notes"].append("Idle threads for fork: 64 KiB stacks (pthread_attr_setstacksize), each blocked in "
+                                 "read(2) on a pipe. With-shim runs use FORKSAFE_LOG=/dev/null: every child of a "
+                                 "multi-threaded parent formats and writes its fork report at _exit.")
+
+    def cg_fork(num, threads, exec_, n):
+        key = ("forkexec_%d" if exec_ else "fork_%d") % threads
+        argv = [c("fork_threads"), "--threads", str(threads)] + (["--exec", c("trivial")] if exec_ else [])
+        cg = callgrind_measure(key, lambda k: argv + ["--iters", str(k), "--reps", "1", "--no-warmup"],
+                               n, 2 * n, shim, outdir, fork_dumps=True)
+        what = "single-threaded" if threads == 0 else "%d idle thread%s" % (threads, "" if threads == 1 else "s")
+        R["callgrind"].append((str(num), "fork+%s, %s (parent + children)" % ("exec" if exec_ else "_exit", what),
+                               cg, "fork"))
+        raw["callgrind_" + key] = cg
+
+    def start_setup(side, argv, prog):
+        """Process start: the parent never preloaded; the side is what the child gets."""
+        env = clean_env()
+        env["FORKSAFE_LOG"] = "/dev/null"
+        if side == "off":
+            env["FORKSAFE_MODE"] = "off"
+        pre = {"none": [], "shim": ["--preload", shim], "off": ["--preload", shim],
+               "empty": ["--preload", EMPTY_LIB]}[side]
+        return [c("exec_start")] + argv + pre + prog, env
+
     # 1. sem_trywait + sem_post
     if 1 in only:
         cmd = [c("sem_trywait")] + q([], ["--iters", "20000", "--reps", "1"])
@@ -755,33 +887,22 @@ def main():
 
     # 4. fork with idle threads
     if 4 in only:
-        for threads, iters in ((1, 100), (10, 100), (100, 60), (1000, 12)):
+        for threads, iters in ((10, 100), (100, 60), (1000, 12)):
             sides = ["none", "shim", "noreport", "off"] if threads == 100 else ["none", "shim"]
             cmd = [c("fork_threads"), "--threads", str(threads)] + \
                 q(["--iters", str(iters)], ["--iters", "5", "--reps", "1"])
-            noun = "thread" if threads == 1 else "threads"
-            m = measure("fork_%d" % threads, "fork+_exit+waitpid, %d idle %s" % (threads, noun), cmd, sides,
+            m = measure("fork_%d" % threads, "fork+_exit+waitpid, %d idle threads" % threads, cmd, sides,
                         args.fork_pairs, shim)
             keep(m)
             timing_row(4, m, "ratio ≤ 1.20" if threads == 100 else "—", sides=[s for s in sides if s != "none"])
             if threads == 100:
                 budget_ratio(4, "fork, 100 idle threads", m, 1.20, "<=")
                 for side in ("noreport", "off"):
-                    r = m.ratio(side)
-                    R["budget"].append(["4", "fork, 100 idle threads, " + SIDE_LABEL[side], "ratio with/without",
-                                        "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]), "—", "info"])
-            flt = {s: statistics.median([o.get("minflt_per_fork", 0) for o in m.extra[s]]) for s in sides}
-            R["timing_notes"].append("fork, %d idle %s: minor page faults per fork (parent + child, getrusage): %s"
-                                     % (threads, noun, ", ".join("%s %.1f" % (SIDE_LABEL[s], flt[s]) for s in sides)))
-        R["timing_notes"].append("Idle threads for fork: 64 KiB stacks (pthread_attr_setstacksize), each blocked in "
-                                 "read(2) on a pipe. With-shim runs use FORKSAFE_LOG=/dev/null: every child of a "
-                                 "multi-threaded parent formats and writes its fork report at _exit.")
+                    budget_info(4, "fork, 100 idle threads, " + SIDE_LABEL[side], m, side)
+            fault_note(m, "fork+_exit, %d idle threads" % threads, "minflt_per_fork", "fork")
+        fork_note()
         if have_vg:
-            n = 5 if args.quick else 20
-            cg = callgrind_measure("fork_100", lambda k: [c("fork_threads"), "--threads", "100", "--iters", str(k),
-                                                          "--reps", "1", "--no-warmup"], n, 2 * n, shim, outdir)
-            R["callgrind"].append(("4", "fork, 100 idle threads (parent + children)", cg, "fork"))
-            raw["callgrind_fork_100"] = cg
+            cg_fork(4, 100, False, 5 if args.quick else 20)
 
     R["timing_notes"].append("Extra sides: *%s* loads the shim with its wrappers passing straight through (no "
                              "tracking, no reports); *%s* tracks as usual but has no descriptor to write the "
@@ -797,8 +918,8 @@ def main():
         m = measure("py_locks", "Python Lock+RLock acquire/release loop", cmd, ["none", "shim", "off"], args.pairs,
                     shim)
         keep(m)
-        timing_row(5, m, "ratio ≤ 1.03", sides=["shim", "off"])
-        budget_ratio(5, "Python Lock+RLock loop", m, 1.03, "<=")
+        timing_row(5, m, "ratio ≤ 1.02", sides=["shim", "off"])
+        budget_ratio(5, "Python Lock+RLock loop", m, 1.02, "<=")
         r = m.ratio("off")
         R["budget"].append(["5", "Python Lock+RLock loop, " + SIDE_LABEL["off"], "ratio with/without",
                             "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]), "—", "info"])
@@ -823,21 +944,23 @@ def main():
                                 "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]), "—", "info"])
     if 7 in only:
         cmd = [PY, os.path.join(BENCH, "py_fork.py")] + q([], ["--iters", "5", "--reps", "1"])
-        pyaware = os.path.exists(os.path.join(ROOT, "lib", "python.c"))
+        pyaware = (os.path.exists(os.path.join(ROOT, "lib", "python.c")) or
+                   os.path.isdir(os.path.join(ROOT, "lib", "python")))
         label = ("shim with the Python-aware report" if pyaware else "shim as built: no Python-aware report yet")
         m = measure("py_fork", "Python os.fork, 100 idle threads (%s)" % label, cmd,
                     ["none", "shim", "off"], args.fork_pairs, shim)
         keep(m)
-        timing_row(7, m, "ratio ≤ 1.5", sides=["shim", "off"])
-        budget_ratio(7, "Python os.fork, 100 threads", m, 1.5, "<=")
+        timing_row(7, m, "ratio ≤ 1.20", sides=["shim", "off"])
+        budget_ratio(7, "Python os.fork, 100 threads", m, 1.20, "<=")
         r = m.ratio("off")
         R["budget"].append(["7", "Python os.fork, 100 threads, " + SIDE_LABEL["off"], "ratio with/without",
                             "%.3f (IQR %.3f–%.3f)" % (r["median"], r["q1"], r["q3"]), "—", "info"])
         R["timing_notes"].append("Python fork: 100 threads with threading.stack_size(256 KiB), blocked in os.read on "
                                  "a pipe; child os._exit(0), parent os.waitpid. Measured with the shim as built "
-                                 "from %s: %s." % (info["commit"], "lib/python.c present, so each child's report "
+                                 "from %s: %s." % (info["commit"], "lib/python present, so each child's report "
                                  "includes the Python names and stacks of the lost threads" if pyaware else
                                  "no Python-aware report yet; re-run when it lands"))
+        fault_note(m, "Python os.fork, 100 idle threads", "minflt_per_fork", "fork")
 
     # 8. gunicorn
     if 8 in only:
@@ -894,6 +1017,91 @@ def main():
                             "median over pairs of (growth with − growth without) / count. *RSS before* includes "
                             "the shim's fixed cost (its pages and the first registry slot)." % args.mem_pairs)
         R["mem"] = mem
+
+    # 10. fork + _exit from a process with 0 or 1 idle thread: nothing to record, nothing to report
+    if 10 in only:
+        for threads, target, sides in ((0, 1.05, ["none", "shim", "off", "empty"]), (1, 1.15, ["none", "shim"])):
+            cmd = [c("fork_threads"), "--threads", str(threads)] + \
+                q(["--iters", "300"], ["--iters", "5", "--reps", "1"])
+            title = ("fork+_exit+waitpid, single-threaded" if threads == 0 else
+                     "fork+_exit+waitpid, 1 idle thread (report written)")
+            m = measure("fork_%d" % threads, title, cmd, sides, args.pairs, shim)
+            keep(m)
+            timing_row(10, m, "ratio ≤ %.2f" % target, sides=[s for s in sides if s != "none"])
+            budget_ratio(10, "fork+_exit, %s" % ("single-threaded" if threads == 0 else "1 idle thread"), m,
+                         target, "<=")
+            for side in sides[2:]:
+                budget_info(10, "fork+_exit, single-threaded, " + SIDE_LABEL[side], m, side)
+            fault_note(m, "fork+_exit, %d idle thread%s" % (threads, "" if threads == 1 else "s"),
+                       "minflt_per_fork", "fork")
+        fork_note()
+        if have_vg:
+            for threads in (0, 1):
+                cg_fork(10, threads, False, 5 if args.quick else 20)
+
+    # 11. fork + exec of a trivial program (which loads the shim too) + waitpid
+    if 11 in only:
+        for threads, iters, target, sides, pairs in ((0, 100, 1.05, ["none", "shim", "off", "empty"], args.pairs),
+                                                     (1, 100, None, ["none", "shim"], args.fork_pairs),
+                                                     (100, 50, None, ["none", "shim"], args.fork_pairs)):
+            cmd = [c("fork_threads"), "--threads", str(threads), "--exec", c("trivial")] + \
+                q(["--iters", str(iters)], ["--iters", "5", "--reps", "1"])
+            what = "single-threaded" if threads == 0 else "%d idle thread%s" % (threads, "" if threads == 1 else "s")
+            m = measure("forkexec_%d" % threads, "fork+exec(trivial)+waitpid, " + what, cmd, sides, pairs, shim)
+            keep(m)
+            timing_row(11, m, "ratio ≤ %.2f" % target if target else "—", sides=[s for s in sides if s != "none"])
+            if target:
+                budget_ratio(11, "fork+exec, " + what, m, target, "<=")
+                for side in sides[2:]:
+                    budget_info(11, "fork+exec, %s, %s" % (what, SIDE_LABEL[side]), m, side)
+            else:
+                budget_info(11, "fork+exec, " + what, m, "shim")
+            fault_note(m, "fork+exec, " + what, "minflt_per_fork", "fork (the exec'd program's included)")
+        R["timing_notes"].append("fork+exec: the child execv()s build/bench/bench_trivial (main returns 0) with the "
+                                 "parent's environment, so with the shim it loads the shim too (and its "
+                                 "constructor runs); a fork directly followed by exec writes no report.")
+        if have_vg:
+            for threads in (0, 1, 100):
+                cg_fork(11, threads, True, 3 if args.quick else 10)
+
+    # 12. process start: fork+execve from a parent that is not preloaded, LD_PRELOAD only in the child
+    if 12 in only:
+        for key, title, prog, iters, target, sides, pairs in (
+                ("start_trivial", "process start: exec of a trivial C program", [c("trivial")], 100, 1.05,
+                 ["none", "shim", "off", "empty"], args.pairs),
+                ("start_python", "process start: %s -c pass" % PY, [PY, "-c", "pass"], 10, None,
+                 ["none", "shim"], args.fork_pairs)):
+            argv = q(["--iters", str(iters)], ["--iters", "3", "--reps", "1"])
+            m = measure(key, title, None, sides, pairs, shim, setup=lambda side: start_setup(side, argv, prog))
+            keep(m)
+            timing_row(12, m, "ratio ≤ %.2f" % target if target else "—", sides=[s for s in sides if s != "none"])
+            short = "process start, " + ("trivial C program" if key == "start_trivial" else "python3 -c pass")
+            if target:
+                budget_ratio(12, short, m, target, "<=")
+                for side in sides[2:]:
+                    budget_info(12, "%s, %s" % (short, SIDE_LABEL[side]), m, side)
+            else:
+                budget_info(12, short, m, "shim")
+            fault_note(m, short, "minflt_per_start", "start")
+        R["timing_notes"].append("Process start: build/bench/bench_exec_start, itself never preloaded, fork()s and "
+                                 "execve()s the program with LD_PRELOAD (the shim, or the empty library) only in "
+                                 "the child's environment; every side runs the same program with FORKSAFE_LOG=/dev/null "
+                                 "(and FORKSAFE_MODE=off for that side). µs per start: fork + execve + the "
+                                 "program's whole run + waitpid.")
+        if have_vg:
+            n = 3 if args.quick else 10
+            cg = callgrind_measure("start_trivial", None, n, 2 * n, shim, outdir, fork_dumps=True,
+                                   setup=lambda side, k: start_setup(side, ["--iters", str(k), "--reps", "1",
+                                                                            "--no-warmup"], [c("trivial")]))
+            R["callgrind"].append(("12", "process start, trivial C program (parent + children)", cg, "start"))
+            raw["callgrind_start_trivial"] = cg
+            n = 1 if args.quick else 2
+            cg = callgrind_measure("start_python", None, n, 2 * n, shim, outdir, fork_dumps=True,
+                                   extra_env={"PYTHONHASHSEED": "0"},
+                                   setup=lambda side, k: start_setup(side, ["--iters", str(k), "--reps", "1",
+                                                                            "--no-warmup"], [PY, "-c", "pass"]))
+            R["callgrind"].append(("12", "process start, python3 -c pass (parent + children)", cg, "start"))
+            raw["callgrind_start_python"] = cg
 
     elapsed = time.monotonic() - t_start
     R["analysis"] = old_analysis(output)
