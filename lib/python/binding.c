@@ -65,6 +65,9 @@ int fs_py_detect(void) {
     R(Dict_New, "PyDict_New");
     R(Dict_SetItemString, "PyDict_SetItemString");
     R(Object_GetAttrString, "PyObject_GetAttrString");
+    R(Object_GetAttr, "PyObject_GetAttr");
+    R(Object_GenericGetAttr, "PyObject_GenericGetAttr");
+    R(Type_Lookup, "_PyType_Lookup");
     R(Object_SetAttrString, "PyObject_SetAttrString");
     R(Object_CallObject, "PyObject_CallObject");
     R(Object_Call, "PyObject_Call");
@@ -144,8 +147,32 @@ int fs_py_usable(void) {
 
 /* ---- helpers ---- */
 
+/* Key objects for the few names we look up (attributes, __dict__ entries), made once (interned)
+ * per literal: PyObject_GetAttrString and PyDict_GetItemString would build and hash a new string
+ * at every call. */
+#define KEYS 64
+static struct { const char *literal; PyObj *key; } keys[KEYS];
+
+static PyObj *key_for(const char *literal) {
+    unsigned h = (unsigned)(((uintptr_t)literal >> 3) % KEYS); /* open addressing by address */
+    for (unsigned k = 0; k < KEYS; k++) {
+        unsigned i = (h + k) % KEYS;
+        if (keys[i].literal == literal) return keys[i].key;
+        if (!keys[i].literal) {
+            PyObj *key = py.Intern_FromString ? py.Intern_FromString(literal) : NULL; /* kept: interned */
+            if (key) {
+                keys[i].key = key;
+                keys[i].literal = literal;
+            }
+            return key;
+        }
+    }
+    return NULL; /* full: the callers fall back to the *String functions */
+}
+
 PyObj *fs_py_attr(PyObj *o, const char *name) {
-    PyObj *r = py.Object_GetAttrString(o, name);
+    PyObj *k = py.Object_GetAttr ? key_for(name) : NULL;
+    PyObj *r = k ? py.Object_GetAttr(o, k) : py.Object_GetAttrString(o, name);
     if (!r) py.Err_Clear();
     return r;
 }
@@ -178,27 +205,26 @@ uint64_t fs_py_ulong(PyObj *o) {
     return v;
 }
 
-/* Key objects for the few names we look up in __dict__s, made once (interned) per literal:
- * PyDict_GetItemString would build and hash a new string at every call. */
-#define KEYS 16
-static struct { const char *literal; PyObj *key; } keys[KEYS];
-
-static PyObj *key_for(const char *literal) {
-    for (int i = 0; i < KEYS && keys[i].literal; i++)
-        if (keys[i].literal == literal) return keys[i].key;
-    PyObj *k = py.Intern_FromString ? py.Intern_FromString(literal) : NULL; /* kept: an interned name */
-    for (int i = 0; k && i < KEYS; i++)
-        if (!keys[i].literal) {
-            keys[i].key = k;
-            keys[i].literal = literal;
-            break;
-        }
-    return k;
-}
-
 static PyObj *dict_get(PyObj *d, const char *key) {
     PyObj *k = key_for(key);
     return k ? py.Dict_GetItem(d, k) : py.Dict_GetItemString(d, key);
+}
+
+PyObj *fs_py_dict_get(PyObj *dict, const char *key) {
+    PyObj *r = dict_get(dict, key);
+    py.Err_Clear();
+    return r;
+}
+
+PyObj *fs_py_instance_attr(PyObj *o, const char *name) {
+    PyObj *k = key_for(name), *r = NULL;
+    if (!k || !py.Object_GenericGetAttr || !py.Type_Lookup || !py.Object_Type) return NULL;
+    PyObj *type = py.Object_Type(o);
+    int shadowed = !type || py.Type_Lookup(type, k) != NULL; /* the class (or a base) has it */
+    if (type) py.DecRef(type);
+    if (!shadowed) r = py.Object_GenericGetAttr(o, k);
+    py.Err_Clear();
+    return r;
 }
 
 PyObj *fs_py_dict_item(PyObj *o, const char *key) {

@@ -23,6 +23,9 @@ struct fs_py_api {
     PyObj *(*Dict_New)(void);
     int (*Dict_SetItemString)(PyObj *, const char *, PyObj *);
     PyObj *(*Object_GetAttrString)(PyObj *, const char *);
+    PyObj *(*Object_GetAttr)(PyObj *, PyObj *);           /* new reference; the name interned */
+    PyObj *(*Object_GenericGetAttr)(PyObj *, PyObj *);    /* object.__getattribute__; new reference */
+    PyObj *(*Type_Lookup)(PyObj *, PyObj *);              /* _PyType_Lookup: borrowed, sets no error */
     int (*Object_SetAttrString)(PyObj *, const char *, PyObj *);
     PyObj *(*Object_CallObject)(PyObj *, PyObj *);
     PyObj *(*Object_Call)(PyObj *, PyObj *, PyObj *);
@@ -74,13 +77,21 @@ int fs_py_holds_gil(void);
 int fs_py_usable(void);
 
 /* The helpers: each returns NULL/0 on any error and leaves no Python error set. */
-PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference */
+PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference; `name` a literal (below) */
 const char *fs_py_str(PyObj *o);                        /* str's UTF-8 (2.7: bytes), borrowed */
 uint64_t fs_py_ulong(PyObj *o);                         /* an int's value, masked */
 /* An item of an object's own __dict__, read without running any code of the object's class
  * (no properties, no __getattr__); borrowed. `key` must be a string literal (its key object is
  * made once and found again by the literal's address). */
 PyObj *fs_py_dict_item(PyObj *o, const char *key);
+/* An instance attribute as object.__getattribute__ reads it -- no __getattr__ or
+ * __getattribute__ of the object's class runs -- and only when no class in its MRO defines the
+ * name (a descriptor there could run code): then NULL. Unlike fs_py_dict_item it does not make
+ * CPython 3.11+ build the __dict__ of an object that keeps its attributes inline (which slows
+ * every later attribute access on it). New reference; `name` a string literal, as above. */
+PyObj *fs_py_instance_attr(PyObj *o, const char *name);
+/* dict[key] (borrowed, NULL if absent), the key interned once per literal. */
+PyObj *fs_py_dict_get(PyObj *dict, const char *key);
 /* One frame walker: up to `depth` frames of `frame` (borrowed), innermost first, each given to
  * `fn` as its code object (borrowed) and line. Only the public frame API: no locals are read. */
 typedef void (*fs_py_frame_fn)(void *ctx, PyObj *code, int line);

@@ -5,8 +5,9 @@
 // no code object is kept alive. The strings are then readable anywhere: exit reports, thread
 // counts, a signal handler. The GIL serialises all writers.
 // The new thread's name comes from threading's own table of threads being started (`_limbo`),
-// read through each Thread's __dict__: no frame's locals are touched (reading f_locals makes
-// CPython up to 3.12 copy and keep a frame's locals alive), and no code of the program runs.
+// read as object.__getattribute__ would, unless a class defines the name: no frame's locals are
+// touched (reading f_locals makes CPython up to 3.12 copy and keep a frame's locals alive), no
+// code of the program runs, and no Thread's __dict__ is built (3.11+ keeps attributes inline).
 #include "py.h"
 
 #include <string.h>
@@ -62,21 +63,23 @@ void fs_py_site(uint16_t site, const char **file, const char **func) {
  * directly): no name. */
 static void starting_thread_name(char *out, size_t cap) {
     PyObj *modules = py.Import_GetModuleDict();
-    PyObj *threading = modules ? py.Dict_GetItemString(modules, "threading") : NULL;
+    PyObj *threading = modules ? fs_py_dict_get(modules, "threading") : NULL;
     PyObj *limbo = threading ? fs_py_dict_item(threading, "_limbo") : NULL;
     const int v3 = fs_py_version >= 300;
     ssize_t pos = 0;
     PyObj *key, *thread, *found = NULL;
     int n = 0;
     while (limbo && py.Dict_Next(limbo, &pos, &key, &thread)) {
-        PyObj *ident = fs_py_dict_item(thread, v3 ? "_ident" : "_Thread__ident");
+        PyObj *ident = fs_py_instance_attr(thread, v3 ? "_ident" : "_Thread__ident");
         if (ident == py.None) {
             found = thread;
             n++;
         }
+        if (ident) py.DecRef(ident);
     }
-    const char *name = n == 1 ? fs_py_str(fs_py_dict_item(found, v3 ? "_name" : "_Thread__name")) : NULL;
-    fs_strlcpy(out, name, cap);
+    PyObj *name = n == 1 ? fs_py_instance_attr(found, v3 ? "_name" : "_Thread__name") : NULL;
+    fs_strlcpy(out, fs_py_str(name), cap);
+    if (name) py.DecRef(name);
     py.Err_Clear();
 }
 

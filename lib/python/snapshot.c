@@ -62,15 +62,16 @@ static void add_frame(void *ctx, PyObj *code, int line) {
     out->line = line;
 }
 
-/* A Thread's name and native id, from its own __dict__ (3.x `_name`, `_native_id`; 2.7
- * `_Thread__name`). */
+/* A Thread's name and native id (3.x `_name`, `_native_id`; 2.7 `_Thread__name`), read without
+ * running the program's code or building the Thread's __dict__; a new reference. */
 static PyObj *thread_field(PyObj *thread, const char *py3, const char *py2) {
-    return fs_py_dict_item(thread, fs_py_version >= 300 ? py3 : py2);
+    return fs_py_instance_attr(thread, fs_py_version >= 300 ? py3 : py2);
 }
 
 static pid_t tid_of(uint64_t ident, PyObj *thread) {
     PyObj *nid = thread ? thread_field(thread, "_native_id", "_Thread__native_id") : NULL; /* 3.8+ */
     pid_t tid = nid && nid != py.None ? (pid_t)fs_py_ulong(nid) : 0;
+    if (nid) py.DecRef(nid);
     if (tid > 0) return tid;
     if (ident == (uint64_t)pthread_self()) return fs_gettid();
     struct fs_thread *t = fs_thread_find_pthread((pthread_t)ident);
@@ -79,7 +80,7 @@ static pid_t tid_of(uint64_t ident, PyObj *thread) {
 
 void fs_py_snapshot_take(void) {
     PyObj *modules = py.Import_GetModuleDict();
-    PyObj *sys = modules ? py.Dict_GetItemString(modules, "sys") : NULL;
+    PyObj *sys = modules ? fs_py_dict_get(modules, "sys") : NULL;
     if (!sys) return;
     PyObj *current_frames = fs_py_attr(sys, "_current_frames");
     PyObj *frames = current_frames ? py.Object_CallObject(current_frames, NULL) : NULL;
@@ -88,7 +89,7 @@ void fs_py_snapshot_take(void) {
         py.Err_Clear();
         return;
     }
-    PyObj *threading = py.Dict_GetItemString(modules, "threading"); /* never imported by us */
+    PyObj *threading = fs_py_dict_get(modules, "threading"); /* never imported by us */
     PyObj *active = threading ? fs_py_dict_item(threading, "_active") : NULL;
     int depth = fs_setting(FS_SET_stack_depth);
 
@@ -112,6 +113,7 @@ void fs_py_snapshot_take(void) {
         if (!thread && t->ident == (uint64_t)pthread_self()) thread = fs_py_green_current_thread(active);
         PyObj *name = thread ? thread_field(thread, "_name", "_Thread__name") : NULL;
         t->name = name ? add_str(name) : 0;
+        if (name) py.DecRef(name);
         t->tid = tid_of(t->ident, thread);
         t->first = snap.nframes;
         fs_py_walk(frame, depth, add_frame, NULL);
