@@ -68,6 +68,7 @@ int fs_py_detect(void) {
     R(Object_GetAttr, "PyObject_GetAttr");
     R(Object_GenericGetAttr, "PyObject_GenericGetAttr");
     R(Type_Lookup, "_PyType_Lookup");
+    R(AtExit, "Py_AtExit");
     R(Object_SetAttrString, "PyObject_SetAttrString");
     R(Object_CallObject, "PyObject_CallObject");
     R(Object_Call, "PyObject_Call");
@@ -169,6 +170,8 @@ static PyObj *key_for(const char *literal) {
     }
     return NULL; /* full: the callers fall back to the *String functions */
 }
+
+void fs_py_binding_forget(void) { memset(keys, 0, sizeof keys); } /* line numbers: per session */
 
 PyObj *fs_py_attr(PyObj *o, const char *name) {
     PyObj *k = py.Object_GetAttr ? key_for(name) : NULL;

@@ -95,6 +95,8 @@ static PyObj *getter(PyObj *type, const char *name) {
     return g;
 }
 
+void fs_py_green_forget(void) { memset(&G, 0, sizeof G); } /* greenlet's objects are gone */
+
 static int lookup(PyObj *modules) {
     if (G.ready) return 1;
     if (!py.Object_Type || !py.Type_IsSubtype || !py.Object_IsTrue || !py.True || !py.Object_GenericGetDict ||

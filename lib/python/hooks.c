@@ -24,6 +24,7 @@
  * wrapper reads the threads instead), installed. */
 enum { HOOKS_NONE, HOOKS_INSTALLING, HOOKS_UNAVAILABLE, HOOKS_INSTALLED };
 static _Atomic int hooks_state;
+static _Atomic int pending_install; /* a Py_AddPendingCall to install them is queued */
 static __thread int tls_hook_took_snapshot __attribute__((tls_model("initial-exec")));
 static void (*on_child_resumes)(void);
 
@@ -125,9 +126,24 @@ out:
 }
 
 /* os.register_at_fork(before=..., after_in_child=...): 3.7+. The GIL is held. */
+/* Py_FinalizeEx has run (the last thing it does: Py_AtExit's functions). Every Python object we
+ * keep went with the interpreter, and our os.register_at_fork hooks and atexit callback with it:
+ * an embedding program that calls Py_Initialize again gets them installed afresh. Without this,
+ * its next os.fork would find "installed" and the fork wrapper would read the threads itself
+ * while os.fork holds the runtime's locks (a hang on 3.13). No Python API here. */
+static void interpreter_finalized(void) {
+    fs_py_binding_forget();
+    fs_py_rlock_layer_forget();
+    fs_py_lock_layout_forget();
+    fs_py_green_forget();
+    atomic_store(&pending_install, 0);
+    atomic_store(&hooks_state, HOOKS_NONE);
+}
+
 static void install_hooks(void) {
     int expected = HOOKS_NONE;
     if (!atomic_compare_exchange_strong(&hooks_state, &expected, HOOKS_INSTALLING)) return;
+    if (py.AtExit) py.AtExit(interpreter_finalized); /* once per interpreter: this runs once */
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *posix = modules ? py.Dict_GetItemString(modules, "posix") : NULL;
     PyObj *reg = posix ? fs_py_attr(posix, "register_at_fork") : NULL;
@@ -176,7 +192,6 @@ static void install_hooks_now(void) {
     if (modules && py.Dict_GetItemString(modules, "posix")) install_hooks();
 }
 
-static _Atomic int pending_install;
 static int install_pending(void *unused) { /* Python's pending call: main thread, GIL held */
     (void)unused;
     atomic_store(&pending_install, 0);

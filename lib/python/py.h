@@ -25,6 +25,7 @@ struct fs_py_api {
     PyObj *(*Object_GetAttrString)(PyObj *, const char *);
     PyObj *(*Object_GetAttr)(PyObj *, PyObj *);           /* new reference; the name interned */
     PyObj *(*Object_GenericGetAttr)(PyObj *, PyObj *);    /* object.__getattribute__; new reference */
+    int (*AtExit)(void (*)(void));                        /* Py_AtExit: after finalization */
     PyObj *(*Type_Lookup)(PyObj *, PyObj *);              /* _PyType_Lookup: borrowed, sets no error */
     int (*Object_SetAttrString)(PyObj *, const char *, PyObj *);
     PyObj *(*Object_CallObject)(PyObj *, PyObj *);
@@ -98,6 +99,9 @@ typedef void (*fs_py_frame_fn)(void *ctx, PyObj *code, int line);
 int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx);
 /* Starts a walk session: caches (line numbers) from earlier walks are not trusted after it. */
 void fs_py_walk_session(void);
+/* The interpreter has been finalized (Py_AtExit, registered with the hooks): every Python object
+ * this file keeps (interned names) is gone. A later Py_Initialize starts afresh. */
+void fs_py_binding_forget(void);
 
 /* ---- snapshot.c, for the other parts ---- */
 /* Reads every Python thread's name and stack into the snapshot. The GIL is held. */
@@ -117,11 +121,14 @@ uint16_t fs_py_site_of(PyObj *code);               /* a code object's site (0: n
 /* Under gevent's or eventlet's patch: the Thread of this OS thread's current greenlet in
  * `active` (threading._active), borrowed; NULL otherwise. The GIL is held. */
 PyObj *fs_py_green_current_thread(PyObj *active);
+void fs_py_green_forget(void);            /* the interpreter is gone (see fs_py_binding_forget) */
 
 /* ---- pymutex.c ---- */
 void fs_py_lock_layout_measure(void);     /* when the hooks are installed; the GIL is held */
+void fs_py_lock_layout_forget(void);      /* the interpreter is gone (see fs_py_binding_forget) */
 
 /* ---- rlock.c ---- */
 void fs_py_rlock_layer_compile(void);     /* when the hooks are installed; the GIL is held */
+void fs_py_rlock_layer_forget(void);      /* the interpreter is gone (see fs_py_binding_forget) */
 
 #endif

@@ -79,6 +79,8 @@ static int measure(PyObj *type, int recursive, struct fs_py_lock_kind *k) {
     return valid ? 0 : -1;
 }
 
+void fs_py_lock_layout_forget(void) { memset(&layout, 0, sizeof layout); } /* its types are gone */
+
 void fs_py_lock_layout_measure(void) {
     if (fs_py_version < 313 || layout.lock_type) return;
     PyObj *modules = py.Import_GetModuleDict();

@@ -32,6 +32,8 @@ static const char release_rlocks_src[] =
     "                out.append((id(r), owner))\n"
     "    return out\n";
 
+void fs_py_rlock_layer_forget(void) { release_rlocks_fn = NULL; } /* freed with the interpreter */
+
 void fs_py_rlock_layer_compile(void) {
     if (fs_py_version < 309 || !py.Run_StringFlags || !py.Eval_GetBuiltins || !py.Dict_New ||
         !py.Dict_SetItemString || !py.Object_CallFunctionObjArgs)

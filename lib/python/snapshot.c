@@ -78,6 +78,20 @@ static pid_t tid_of(uint64_t ident, PyObj *thread) {
     return t ? t->tid : 0;
 }
 
+/* A Thread still in threading._limbo whose OS thread already runs with this ident: Thread.start()
+ * returns once the new thread has set its `started` event, just before it moves itself from
+ * _limbo to _active, so a fork right after start() may find it there. Borrowed, or NULL. */
+static PyObj *limbo_thread(PyObj *limbo, uint64_t ident) {
+    ssize_t pos = 0;
+    PyObj *key, *thread, *found = NULL;
+    while (!found && limbo && py.Dict_Next(limbo, &pos, &key, &thread)) {
+        PyObj *id = thread_field(thread, "_ident", "_Thread__ident");
+        if (id && id != py.None && fs_py_ulong(id) == ident) found = thread;
+        if (id) py.DecRef(id);
+    }
+    return found;
+}
+
 void fs_py_snapshot_take(void) {
     PyObj *modules = py.Import_GetModuleDict();
     PyObj *sys = modules ? fs_py_dict_get(modules, "sys") : NULL;
@@ -91,6 +105,7 @@ void fs_py_snapshot_take(void) {
     }
     PyObj *threading = fs_py_dict_get(modules, "threading"); /* never imported by us */
     PyObj *active = threading ? fs_py_dict_item(threading, "_active") : NULL;
+    PyObj *limbo = threading ? fs_py_dict_item(threading, "_limbo") : NULL;
     int depth = fs_setting(FS_SET_stack_depth);
 
     atomic_store(&snap.writing, 1);
@@ -111,6 +126,7 @@ void fs_py_snapshot_take(void) {
         t->ident = fs_py_ulong(key);
         PyObj *thread = active ? py.Dict_GetItem(active, key) : NULL; /* borrowed */
         if (!thread && t->ident == (uint64_t)pthread_self()) thread = fs_py_green_current_thread(active);
+        if (!thread) thread = limbo_thread(limbo, t->ident);
         PyObj *name = thread ? thread_field(thread, "_name", "_Thread__name") : NULL;
         t->name = name ? add_str(name) : 0;
         if (name) py.DecRef(name);

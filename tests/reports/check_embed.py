@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # The embedded-interpreter case (tests/reports/embed.c) on one interpreter's libpython: without the shim
 # the child of a fork from C hangs on a lock a Python thread held; with it the child finishes and
-# the report names the Python thread and the line it was on.
+# the report names the Python thread and the line it was on. Then an embedding program that
+# initializes and finalizes Python three times, forking in each round.
 #   check_embed.py --interp debian|pyenv:X.Y --bin build/tests/reports/embed --shim libforksafe.so
 import os
 import subprocess
@@ -37,6 +38,22 @@ def main():
         if not repairs or repairs[0].get("owner_python_name") != "embedded-holder":
             fail("(%s): the repair should name 'embedded-holder'" % mode, events)
         print("ok (%s): %s" % (mode, lib))
+
+    # Python initialized and finalized three times: each round's os.fork must not hang (the hooks
+    # of the first interpreter are gone with it), and each child's report names the Python thread.
+    p = run_done([a.bin, lib, "reinit"], base_env(), timeout=60, text=True, stderr=subprocess.STDOUT)
+    if p.rc != 0 or p.out.count("round ok") != 3:
+        fail("(reinit): without the shim: exit %d" % p.rc, extra=p.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        p = run_done([a.bin, lib, "reinit"], shim_env(a.shim, tmp), timeout=60, text=True, stderr=subprocess.STDOUT)
+        events = read_events(tmp)
+    if p.rc != 0 or p.out.count("round ok") != 3:
+        fail("(reinit): with the shim: exit %d" % p.rc, events, extra=p.out)
+    forks = [e for e in events if e["event"] == "fork"]
+    named = [f for f in forks if [t.get("python_name") for t in f["lost_threads"]] == ["reinit-waiter"]]
+    if len(forks) != 3 or len(named) != 3:
+        fail("(reinit): expected 3 fork reports, each naming 'reinit-waiter'", events)
+    print("ok (reinit): three interpreters in turn, each fork reported with its Python thread")
 
 
 if __name__ == "__main__":
