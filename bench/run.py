@@ -733,7 +733,7 @@ def old_analysis(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="", help="comma-separated workload numbers (1-12), default all")
+    ap.add_argument("--only", default="", help="comma-separated workload numbers (1-14), default all")
     ap.add_argument("--quick", action="store_true", help="tiny run to check the harness (results not meaningful)")
     ap.add_argument("--pairs", type=int, default=15)
     ap.add_argument("--fork-pairs", type=int, default=10)
@@ -746,7 +746,7 @@ def main():
     if args.quick:
         args.pairs = args.fork_pairs = args.mem_pairs = 2
         args.gunicorn_pairs, args.gunicorn_seconds = 1, 1
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 13))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 15))
     outdir = os.path.join(BENCH, "out")
     os.makedirs(outdir, exist_ok=True)
     output = args.output or (os.path.join(outdir, "RESULTS-quick.md") if args.quick else os.path.join(BENCH, "RESULTS.md"))
@@ -1102,6 +1102,46 @@ def main():
                                                                             "--no-warmup"], [PY, "-c", "pass"]))
             R["callgrind"].append(("12", "process start, python3 -c pass (parent + children)", cg, "start"))
             raw["callgrind_start_python"] = cg
+
+    # 13. pthread_mutex_lock + unlock, uncontended: in a process that has not forked, and in a forked child
+    if 13 in only:
+        for mode, key, title in (([], "mutex_pair", "pthread_mutex_lock+unlock, uncontended (1 idle extra thread)"),
+                                 (["child"], "mutex_pair_child", "pthread_mutex_lock+unlock in a forked child "
+                                  "(1 thread lost at the fork)")):
+            cmd = [c("mutex_pair")] + mode + q([], ["--iters", "20000", "--reps", "1"])
+            m = measure(key, title, cmd, ["none", "shim"], args.pairs, shim)
+            keep(m)
+            timing_row(13, m, "≤ +1 ns per pair" if not mode else "—")
+            added = m.diff("shim")
+            short = "pthread mutex lock+unlock" + (", in a forked child" if mode else "")
+            if not mode:
+                v, _ = verdict(added["median"], 1.0, "<=", (added["q1"], added["q3"]))
+                R["budget"].append(["13", short, "ns added per pair (pairwise)",
+                                    "%.2f (IQR %.2f–%.2f)" % (added["median"], added["q1"], added["q3"]), "≤ 1 ns", v])
+            else:
+                R["budget"].append(["13", short, "ns added per pair (pairwise)",
+                                    "%.2f (IQR %.2f–%.2f)" % (added["median"], added["q1"], added["q3"]), "—", "info"])
+            if have_vg and not mode:   # (the child mode's loop runs in a child: not this harness's n2 - n1)
+                n = 2000 if args.quick else 100000
+                cg = callgrind_measure(key, lambda k: [c("mutex_pair"), "--iters", str(k), "--reps", "1",
+                                                       "--no-warmup"], n, 2 * n, shim, outdir)
+                R["callgrind"].append(("13", short, cg, "pair"))
+                raw["callgrind_" + key] = cg
+                R["budget"].append(["13", short, "instructions added per pair (callgrind)",
+                                    "%.1f Ir (%.1f → %.1f)" % (cg["added_per_op"], cg["none"]["per_op"],
+                                                                cg["shim"]["per_op"]), "—", "info"])
+        R["timing_notes"].append("pthread mutexes: bench_mutex_pair locks and unlocks one normal mutex; in the child "
+                                 "mode the loop runs in a child of fork() whose parent had an idle thread (a "
+                                 "pre-forking server's worker), where the wrappers also look at the lock's owner.")
+
+    # 14. the GIL handed back and forth between two Python threads
+    if 14 in only:
+        cmd = [PY, os.path.join(BENCH, "py_gil.py")] + q([], ["--iters", "20000", "--reps", "1"])
+        m = measure("py_gil", "Python GIL ping-pong: 2 threads, switch interval 5 µs", cmd, ["none", "shim"],
+                    args.pairs, shim)
+        keep(m)
+        timing_row(14, m, "ratio ≤ 1.03")
+        budget_ratio(14, "Python GIL ping-pong", m, 1.03, "<=")
 
     elapsed = time.monotonic() - t_start
     R["analysis"] = old_analysis(output)

@@ -10,6 +10,15 @@
 
 static inline int forked(void) { return fs_unlikely(fs_proc.forked); }
 
+/* In a child, most locks are free when taken (owner 0: nothing to check or fix) and are not the
+ * forking thread's (owner not its old tid): both tested inline, so a worker process of a
+ * pre-forking server pays a load and a compare per call, not a call into core/mutex.c. */
+static inline int owner(pthread_mutex_t *m) {
+    return atomic_load_explicit((_Atomic int *)&m->__data.__owner, memory_order_relaxed);
+}
+static inline int held(pthread_mutex_t *m) { return owner(m) != 0; }
+static inline int forkers(pthread_mutex_t *m) { return fs_unlikely(owner(m) == fs_proc.forker_old_tid); }
+
 /* What a child's blocking lock found: the fork report first, then the lock's event. */
 static void report(struct fs_lock_outcome *out, void *caller) {
     if (out->would_block) fs_report_fork_if_owed();
@@ -38,28 +47,28 @@ __attribute__((noinline, cold)) static int rwlock_child(pthread_rwlock_t *rw, in
 }
 
 FS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m) {
-    if (forked() && mutex_child(m, __builtin_return_address(0))) return 0;
+    if (forked() && held(m) && mutex_child(m, __builtin_return_address(0))) return 0;
     return fs_real.mutex_lock(m);
 }
 
 FS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *t) {
-    if (forked() && mutex_child(m, __builtin_return_address(0))) return 0;
+    if (forked() && held(m) && mutex_child(m, __builtin_return_address(0))) return 0;
     return FS_REAL(mutex_timedlock)(m, t);
 }
 
 FS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t c, const struct timespec *t) {
     if (!FS_REAL(mutex_clocklock)) return ENOSYS;
-    if (forked() && mutex_child(m, __builtin_return_address(0))) return 0;
+    if (forked() && held(m) && mutex_child(m, __builtin_return_address(0))) return 0;
     return fs_real.mutex_clocklock(m, c, t);
 }
 
 FS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m) {
-    if (forked()) fs_mutex_fix_forker(m);
+    if (forked() && forkers(m)) fs_mutex_fix_forker(m);
     return fs_real.mutex_trylock(m);
 }
 
 FS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m) {
-    if (forked()) fs_mutex_fix_forker(m);
+    if (forked() && forkers(m)) fs_mutex_fix_forker(m);
     return fs_real.mutex_unlock(m);
 }
 
