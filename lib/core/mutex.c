@@ -131,11 +131,22 @@ static int report_once(const void *lock) {
     return 1;
 }
 
-static void orphaned(struct fs_lock_outcome *out, const void *lock, const char *type, pid_t owner, const char *why) {
+/* What a child's lock found about `lock`, held by `owner`: the common part of both outcomes. */
+static void outcome(struct fs_lock_outcome *out, const void *lock, const char *type, pid_t owner) {
     out->lock = lock;
     out->type = type;
     out->owner = token_for_tid(owner);
     out->owner_tid = owner;
+}
+
+static int repaired(struct fs_lock_outcome *out, const void *lock, const char *type, pid_t owner) {
+    outcome(out, lock, type, owner);
+    out->event = "lock_repaired";
+    return 1;
+}
+
+static void orphaned(struct fs_lock_outcome *out, const void *lock, const char *type, pid_t owner, const char *why) {
+    outcome(out, lock, type, owner);
     if (report_once(lock)) {
         out->event = "lock_orphaned";
         out->reason = why;
@@ -181,12 +192,7 @@ int fs_mutex_child_lock(pthread_mutex_t *m, struct fs_lock_outcome *out) {
     if (refused) return orphaned(out, m, type, o, refused), 0;
     if (!atomic_compare_exchange_strong(owner, &o, (int)fs_gettid())) return 0; /* another took it */
     if ((kind & KIND_TYPE_MASK) == KIND_RECURSIVE) m->__data.__count = 1;
-    out->lock = m;
-    out->type = type;
-    out->owner = token_for_tid(o);
-    out->owner_tid = o;
-    out->event = "lock_repaired";
-    return 1;
+    return repaired(out, m, type, o);
 }
 
 int fs_rwlock_child_lock(pthread_rwlock_t *rw, int writer, struct fs_lock_outcome *out) {
@@ -214,10 +220,5 @@ int fs_rwlock_child_lock(pthread_rwlock_t *rw, int writer, struct fs_lock_outcom
     /* The caller becomes the writer (for a reader: an exclusive hold, which is more than it
      * asked; its unlock releases it as the writer's would). */
     if (!atomic_compare_exchange_strong(cur, &w, (int)fs_gettid())) return 0;
-    out->lock = rw;
-    out->type = type;
-    out->owner = token_for_tid(w);
-    out->owner_tid = w;
-    out->event = "lock_repaired";
-    return 1;
+    return repaired(out, rw, type, w);
 }

@@ -255,7 +255,7 @@ static uint32_t line_session, line_cache_session[LINE_CACHE];
 
 void fs_py_walk_session(void) { line_session++; }
 
-static int line_of(PyObj *f, PyObj *code) {
+int fs_py_frame_line(PyObj *f, PyObj *code) {
     if (!py.Frame_GetLasti || !code) return py.Frame_GetLineNumber(f);
     int lasti = py.Frame_GetLasti(f);
     unsigned h = (unsigned)((((uintptr_t)code >> 4) * 31u + (unsigned)lasti) % LINE_CACHE);
@@ -274,9 +274,10 @@ int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx) {
     PyObj *f = frame, *owned = NULL;
     while (f && f != py.None && n < depth) {
         PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
-        fn(ctx, code, line_of(f, code));
+        int stop = fn(ctx, f, code);
         if (code) py.DecRef(code);
         n++;
+        if (stop) break;
         PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");
         if (owned) py.DecRef(owned);
         owned = f = back;

@@ -294,6 +294,11 @@ static void add_frame(void *ctx, PyObj *code, int line) {
     pool_n++;
 }
 
+static int walk_frame(void *ctx, PyObj *frame, PyObj *code) {
+    add_frame(ctx, code, fs_py_frame_line(frame, code));
+    return pool_n >= POOL;
+}
+
 /* gevent's Greenlet keeps where it was spawned: a chain of its own small frame records
  * (f_code, f_lineno, f_back), innermost first. Read through the Greenlet class's own descriptor. */
 static void gevent_created(PyObj *g, struct green *out, PyObj *spawning_stack_get) {
@@ -454,7 +459,7 @@ void fs_py_green_child(void) {
         g->live = 1;
         live_count++;
         g->first = pool_n;
-        fs_py_walk(frame, depth, add_frame, NULL);
+        fs_py_walk(frame, depth, walk_frame, NULL);
         g->n = pool_n - g->first;
         py.DecRef(frame);
         if (gevent_greenlet && py.Object_Type) {

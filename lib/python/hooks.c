@@ -47,26 +47,21 @@ static PyObj *before_fork_hook(PyObj *self, PyObj *unused) {
 /* Is the code that forked a subprocess module's _execute_child (exec follows)? The stdlib's
  * (preexec_fn: the innermost frame) or gevent.subprocess's, which forks through gevent.os's
  * wrappers (a few frames further out). */
+static int is_execute_child(void *found, PyObj *frame, PyObj *code) {
+    (void)frame;
+    PyObj *name = code ? fs_py_attr(code, "co_name") : NULL, *file = code ? fs_py_attr(code, "co_filename") : NULL;
+    const char *n = fs_py_str(name), *fl = fs_py_str(file);
+    *(int *)found = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
+    if (name) py.DecRef(name);
+    if (file) py.DecRef(file);
+    return *(int *)found;
+}
+
 static int forked_by_subprocess(void) {
-    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL, *owned = NULL;
-    int r = 0;
-    for (int depth = 0; f && f != py.None && depth < 6 && !r; depth++) {
-        PyObj *code = py.Frame_GetCode ? py.Frame_GetCode(f) : fs_py_attr(f, "f_code");
-        if (code) {
-            PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
-            const char *n = fs_py_str(name), *fl = fs_py_str(file);
-            r = n && fl && strcmp(n, "_execute_child") == 0 && strstr(fl, "subprocess") != NULL;
-            if (name) py.DecRef(name);
-            if (file) py.DecRef(file);
-            py.DecRef(code);
-        }
-        PyObj *back = py.Frame_GetBack ? py.Frame_GetBack(f) : fs_py_attr(f, "f_back");
-        if (owned) py.DecRef(owned);
-        owned = f = back;
-    }
-    if (owned) py.DecRef(owned);
-    py.Err_Clear();
-    return r;
+    int found = 0;
+    PyObj *f = py.Eval_GetFrame ? py.Eval_GetFrame() : NULL;
+    if (f) fs_py_walk(f, 6, is_execute_child, &found);
+    return found;
 }
 
 /* In the child of os.fork (and of subprocess with preexec_fn): Python is consistent again. */

@@ -94,9 +94,12 @@ PyObj *fs_py_instance_attr(PyObj *o, const char *name);
 /* dict[key] (borrowed, NULL if absent), the key interned once per literal. */
 PyObj *fs_py_dict_get(PyObj *dict, const char *key);
 /* One frame walker: up to `depth` frames of `frame` (borrowed), innermost first, each given to
- * `fn` as its code object (borrowed) and line. Only the public frame API: no locals are read. */
-typedef void (*fs_py_frame_fn)(void *ctx, PyObj *code, int line);
+ * `fn` with its code object (both borrowed); `fn` returns nonzero to stop. Only the public frame
+ * API: no locals are read. A line number costs a walk of the code's line table: `fn` asks for
+ * it (fs_py_frame_line) only if it wants it. Returns the number of frames given. */
+typedef int (*fs_py_frame_fn)(void *ctx, PyObj *frame, PyObj *code);
 int fs_py_walk(PyObj *frame, int depth, fs_py_frame_fn fn, void *ctx);
+int fs_py_frame_line(PyObj *frame, PyObj *code);
 /* Starts a walk session: caches (line numbers) from earlier walks are not trusted after it. */
 void fs_py_walk_session(void);
 /* The interpreter has been finalized (Py_AtExit, registered with the hooks): every Python object

@@ -84,11 +84,12 @@ static void starting_thread_name(char *out, size_t cap) {
 }
 
 struct creation { struct fs_thread *t; };
-static void add_site(void *ctx, PyObj *code, int line) {
+static int add_site(void *ctx, PyObj *frame, PyObj *code) {
     struct fs_thread *t = ((struct creation *)ctx)->t;
     t->create_site[t->ncreate] = site_of(code);
-    t->create_line[t->ncreate] = line;
+    t->create_line[t->ncreate] = fs_py_frame_line(frame, code);
     t->ncreate++;
+    return 0;
 }
 
 /* Records in `t` where it is being created, and its Python name. The GIL is held. */

@@ -53,13 +53,14 @@ static void code_names(PyObj *code, uint32_t *file, uint32_t *func) {
     code_cache[h].func = *func;
 }
 
-static void add_frame(void *ctx, PyObj *code, int line) {
+static int add_frame(void *ctx, PyObj *frame, PyObj *code) {
     (void)ctx;
-    if (snap.nframes >= PY_MAX_FRAMES) return;
+    if (snap.nframes >= PY_MAX_FRAMES) return 1;
     struct py_frame *out = &snap.f[snap.nframes++];
     out->file = out->func = 0;
     if (code) code_names(code, &out->file, &out->func);
-    out->line = line;
+    out->line = fs_py_frame_line(frame, code);
+    return 0;
 }
 
 /* A Thread's name and native id (3.x `_name`, `_native_id`; 2.7 `_Thread__name`), read without
