@@ -27,7 +27,7 @@ void fs_fork_parent(void);    /* ... unlocks */
 void fs_fork_child(void);     /* new tid, lost threads, the child is armed and owes a report */
 
 /* ---- repair.c: the repair policy ---- */
-enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK, FS_LOCK_PTHREAD };
+enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK, FS_LOCK_PYTHON_LOCK, FS_LOCK_PTHREAD };
 /* Whether a lock that a thread lost at the fork holds may be handed to the caller, which would
  * otherwise block on it. `proven`: the lock has been seen used as a lock (taken and released by
  * one thread), or is one by its type (an RLock has an owner). NULL: repair. Otherwise the reason
@@ -58,6 +58,8 @@ struct fs_lock_outcome {
     pid_t owner_tid;              /* its tid, when the lock records one (pthread locks) */
     uintptr_t waiter_pc;          /* where the waiting call came from (pthread locks), or 0 */
     const char *reason;           /* lock_orphaned: why it was not repaired */
+    uint16_t taken_site;          /* Python Lock: where its lost holder took it (fs_py_site), 0: unknown */
+    int taken_line;
 };
 
 /* ---- sem.c: a forked child's blocking wait on a semaphore ---- */
@@ -81,5 +83,9 @@ void fs_rwlock_fix_forker(pthread_rwlock_t *rw);
  * at the fork, repair it or say why not. Returns 1 if the wait must return EINTR (the lock is
  * free now: CPython takes it), 0 to wait as usual. */
 int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out);
+/* The child handler: each Lock that only lost threads held at the fork (python/held.c) gets a mark
+ * in a bit CPython does not use, which any release clears -- a repair then needs the mark, so a
+ * Lock released and taken again in the child is never touched. Async-signal-safe. */
+void fs_pylock_child_mark(void);
 
 #endif

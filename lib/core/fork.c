@@ -88,6 +88,9 @@ FS_FORK_PATH void fs_fork_child(void) {
     if (fs_proc.fork_recorded) {
         fs_proc.report_owed_pid = fs_proc.pid;
         atomic_store(&fs_proc.report_owed, 1);
-        if (fs_proc.fork_recorded & FS_FORK_THREADS) atomic_store(&fs_proc.armed, 1);
+        if (fs_proc.fork_recorded & FS_FORK_THREADS) {
+            fs_pylock_child_mark();
+            atomic_store(&fs_proc.armed, 1);
+        }
     }
 }

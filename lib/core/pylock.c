@@ -10,8 +10,11 @@
 //    fork, the repair policy decides as for any lock. Repair: the owner and level are cleared and
 //    the lock is made free (its "has parked waiters" bit kept), then the wait returns EINTR; the
 //    parking lot unlinks the waiter and CPython's lock loop finds the lock free and takes it.
-//  - A Lock has no owner. When the waiting thread is the child's only thread and waits with no
-//    timeout, nothing can ever release it: `lock_orphaned` (type python_lock) explains the hang.
+//  - A Lock has no owner. The parent proved, from the threads' `with` blocks, which Locks each
+//    held at the fork (python/held.c); the child handler marked those that only lost threads held
+//    (fs_pylock_child_mark). A marked Lock is repaired as an RLock is, then the wait returns EINTR.
+//    Otherwise, when the waiting thread is the child's only thread and waits with no timeout,
+//    nothing can ever release it: `lock_orphaned` (type python_lock) explains the hang.
 // Runs in children before exec: async-signal-safe only.
 #include "core.h"
 #include "python/python.h"
@@ -52,6 +55,47 @@ static fs_token token_of(const struct fs_thread *t) {
     return ((fs_token)t->gen << 32) | ((uint32_t)(t - fs_threads) + 1);
 }
 
+/* A bit of the PyMutex byte CPython never sets (1 locked, 2 has parked waiters); every unlock
+ * writes the byte without it. */
+#define HELD_MARK 0x80
+
+/* Who held Lock `lock` at the fork, by the parent's proof: the one lost thread (and its record),
+ * or NULL if none did, a thread that lives on did, or two threads seem to (one of them released
+ * it inside its block: which one holds it now is unknown). */
+static struct fs_thread *lost_holder(uintptr_t lock, const struct fs_py_held **rec) {
+    struct fs_thread *holder = NULL;
+    int n = fs_py_held_count();
+    for (int i = 0; i < n; i++) {
+        const struct fs_py_held *h = fs_py_held_get(i);
+        if (h->lock != lock) continue;
+        struct fs_thread *t = lost_by_ident(h->ident);
+        if (!t || (holder && holder != t)) return NULL;
+        holder = t;
+        *rec = h;
+    }
+    return holder;
+}
+
+FS_FORK_PATH void fs_pylock_child_mark(void) {
+    const struct fs_py_lock_layout *l = fs_py_lock_layout();
+    int n = l ? fs_py_held_count() : 0;
+    for (int i = 0; i < n; i++) {
+        const struct fs_py_held *h = fs_py_held_get(i), *rec;
+        if (!lost_holder(h->lock, &rec)) continue;
+        _Atomic uint8_t *bits = (_Atomic uint8_t *)(h->lock + (uintptr_t)l->lock.mutex_off);
+        uint8_t v = atomic_load(bits);
+        if ((v & 1) && !(v & HELD_MARK)) atomic_compare_exchange_strong(bits, &v, (uint8_t)(v | HELD_MARK));
+    }
+}
+
+/* Frees a marked Lock as its holder's release would, keeping the note that threads are parked. */
+static int release_marked(uintptr_t mutex) {
+    _Atomic uint8_t *bits = (_Atomic uint8_t *)mutex;
+    uint8_t v = atomic_load(bits);
+    return (v & 1) && (v & HELD_MARK) &&
+           atomic_compare_exchange_strong(bits, &v, (uint8_t)(v & ~(1u | HELD_MARK)));
+}
+
 int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out) {
     *out = (struct fs_lock_outcome){0};
     const struct fs_py_lock_layout *l = fs_py_lock_layout();
@@ -77,8 +121,27 @@ int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out) {
     if (!(obj[k->mutex_off] & 1)) return 0; /* not locked (any more): a plain wait */
     out->would_block = 1;
     out->lock = (const void *)base;
-    if (k == &l->lock) { /* no owner to check: explain a wait that can never end */
+    if (k == &l->lock) {
         out->type = "python_lock";
+        const struct fs_py_held *rec = NULL;
+        struct fs_thread *lost = (obj[k->mutex_off] & HELD_MARK) ? lost_holder(base, &rec) : NULL;
+        if (lost) { /* held by a lost thread, and not released since the fork */
+            out->owner = token_of(lost);
+            out->taken_site = rec->site;
+            out->taken_line = rec->line;
+            const char *refused = fs_repair_refusal(FS_LOCK_PYTHON_LOCK, 1);
+            if (refused) {
+                if (report_once(base)) {
+                    out->event = "lock_orphaned";
+                    out->reason = refused;
+                }
+                return 0;
+            }
+            if (!release_marked(mutex)) return 0;
+            out->event = "lock_repaired";
+            return 1;
+        }
+        /* no owner to check: explain a wait that can never end */
         if (!timed && fs_thread_count() == 1 && report_once(base)) {
             out->event = "lock_orphaned";
             out->reason = "owner_unknown";

@@ -86,6 +86,7 @@ int fs_py_detect(void) {
     R(Frame_GetBack, "PyFrame_GetBack");
     R(Frame_GetLineNumber, "PyFrame_GetLineNumber");
     R(Frame_GetLasti, "PyFrame_GetLasti");
+    R(Code_Addr2Line, "PyCode_Addr2Line");
     R(AddPendingCall, "Py_AddPendingCall");
     R(IsFinalizing, "Py_IsFinalizing");
     if (!py.IsFinalizing) R(IsFinalizing, "_Py_IsFinalizing");

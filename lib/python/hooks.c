@@ -130,6 +130,7 @@ static void interpreter_finalized(void) {
     fs_py_binding_forget();
     fs_py_rlock_layer_forget();
     fs_py_lock_layout_forget();
+    fs_py_held_forget();
     fs_py_green_forget();
     atomic_store(&pending_install, 0);
     atomic_store(&hooks_state, HOOKS_NONE);
@@ -159,6 +160,7 @@ static void install_hooks(void) {
     else py.Err_Clear();
     if (r) fs_py_rlock_layer_compile();
     fs_py_lock_layout_measure();
+    fs_py_held_measure();
     if (before) py.DecRef(before);
     if (child) py.DecRef(child);
     if (kw) py.DecRef(kw);

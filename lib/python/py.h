@@ -45,6 +45,7 @@ struct fs_py_api {
     PyObj *(*Frame_GetBack)(PyObj *);              /* 3.9+ */
     int (*Frame_GetLineNumber)(PyObj *);
     int (*Frame_GetLasti)(PyObj *);                /* 3.11+ */
+    int (*Code_Addr2Line)(PyObj *, int);           /* 3.10+: a byte offset's line */
     int (*IsFinalizing)(void);                     /* Py_IsFinalizing 3.13, _Py_IsFinalizing 3.7+ */
     int (*AddPendingCall)(int (*)(void *), void *); /* any thread, GIL or not */
     PyObj *(*Run_StringFlags)(const char *, int, PyObj *, PyObj *, void *);
@@ -129,6 +130,12 @@ void fs_py_green_forget(void);            /* the interpreter is gone (see fs_py_
 /* ---- pymutex.c ---- */
 void fs_py_lock_layout_measure(void);     /* when the hooks are installed; the GIL is held */
 void fs_py_lock_layout_forget(void);      /* the interpreter is gone (see fs_py_binding_forget) */
+
+/* ---- held.c: Locks (3.13.1+) each thread holds at a fork, from its `with` blocks ---- */
+void fs_py_held_measure(void);            /* when the hooks are installed; the GIL is held */
+void fs_py_held_forget(void);             /* the interpreter is gone (see fs_py_binding_forget) */
+void fs_py_held_begin(void);              /* a snapshot starts: forget the last one's */
+void fs_py_held_thread(uint64_t ident, PyObj *frame);  /* a thread's innermost frame (borrowed) */
 
 /* ---- rlock.c ---- */
 void fs_py_rlock_layer_compile(void);     /* when the hooks are installed; the GIL is held */

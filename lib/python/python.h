@@ -11,6 +11,8 @@
 //   rlock.c    the RLock layer of repair (3.9+)
 //   rules.c    Python rules of thumb: is a thread idle, has its target returned
 //   green.c    green threads (gevent, eventlet) a fork carries into the child
+//   pymutex.c  the layout of 3.13.1+ Lock and 3.14 RLock objects (PyMutex)
+//   held.c     which of those Locks each thread holds at a fork (its `with` blocks)
 #ifndef FORKSAFE_PYTHON_H
 #define FORKSAFE_PYTHON_H
 
@@ -82,6 +84,17 @@ struct fs_py_lock_layout {
 };
 /* NULL when this interpreter's Lock is not a PyMutex (before 3.13.1) or it was not measured. */
 const struct fs_py_lock_layout *fs_py_lock_layout(void);
+
+/* ---- held.c: which Locks (3.13.1+) each thread held at the fork, proven by its `with` blocks ---- */
+struct fs_py_held {
+    uintptr_t lock;               /* the Lock object */
+    uint64_t ident;               /* the holder's threading.get_ident() (pthread_self) */
+    uint16_t site;                /* where: the frame's code (fs_py_site) */
+    int line;                     /* the with statement's line */
+};
+/* The records of the fork being reported (0 if the snapshot does not describe it). Async-signal-safe. */
+int fs_py_held_count(void);
+const struct fs_py_held *fs_py_held_get(int i);
 
 /* ---- rlock.c ---- */
 /* Is the RLock layer to run in this child? (FORKSAFE_REPAIR_RLOCKS, the version, the snapshot) */

@@ -120,6 +120,7 @@ void fs_py_snapshot_take(void) {
     fs_arena_reset(&snap.strings);
     memset(code_cache, 0, sizeof code_cache);
     fs_py_walk_session();
+    fs_py_held_begin();
     ssize_t pos = 0;
     PyObj *key, *frame;
     while (py.Dict_Next(frames, &pos, &key, &frame) && snap.nthreads < PY_MAX_THREADS) {
@@ -134,6 +135,7 @@ void fs_py_snapshot_take(void) {
         t->tid = tid_of(t->ident, thread);
         t->first = snap.nframes;
         fs_py_walk(frame, depth, add_frame, NULL);
+        fs_py_held_thread(t->ident, frame);
         t->nframes = snap.nframes - t->first; /* what was stored: the frame table may fill up */
     }
     py.DecRef(frames);

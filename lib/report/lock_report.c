@@ -16,6 +16,8 @@ struct lock_ctx {
     pid_t owner_tid;
     const char *owner_name, *owner_pyname, *reason;
     const char *lock_in, *waiter_in; /* the library holding the lock, and the waiting code's */
+    uint16_t taken_site;             /* a Python Lock: where its lost holder took it */
+    int taken_line;
 };
 
 /* Text: "thread TID 'name'" of the calling thread (JSON has it as tid and name). */
@@ -63,6 +65,17 @@ static void render_lock(struct fs_out *o, const void *ctx) {
         fs_out_quoted(o, "owner_python_name", c->owner_pyname);
         fs_out_text(o, ")");
     }
+    if (c->taken_site) { /* the holder's with statement */
+        const char *file, *func;
+        fs_py_site(c->taken_site, &file, &func);
+        fs_out_text(o, ", taken in ");
+        fs_out_str(o, "taken_function", func);
+        fs_out_text(o, " (");
+        fs_out_str(o, "taken_file", file);
+        fs_out_text(o, ":");
+        fs_out_int(o, "taken_line", c->taken_line);
+        fs_out_text(o, ")");
+    }
     if (o->json) { /* the text names the waiting thread first, or the taker last */
         fs_out_int(o, "tid", fs_gettid());
         fs_out_str(o, "name", name);
@@ -71,7 +84,7 @@ static void render_lock(struct fs_out *o, const void *ctx) {
         fs_out_text(o, c->repaired ? ", called from " : ", waiting in ");
         fs_out_str(o, "waiter_in", c->waiter_in);
     }
-    if (c->repaired && c->type[0] == 'p') { /* python_rlock */
+    if (c->repaired && c->type[0] == 'p') { /* python_rlock, python_lock */
         fs_out_text(o, ", released: free again for ");
         text_self(o, name);
     } else if (c->repaired) {
@@ -105,11 +118,12 @@ void fs_report_lock_outcome(const struct fs_lock_outcome *out) {
         if (out->waiter_pc) fs_maps_find(out->waiter_pc, waiter_in, sizeof waiter_in);
     }
     struct lock_ctx c = {out->event[5] == 'r', type, type_text(type), (uintptr_t)out->lock, owner_tid,
-                         t || owner_tid ? oname : NULL, t ? t->pyname : NULL, out->reason, lock_in, waiter_in};
+                         t || owner_tid ? oname : NULL, t ? t->pyname : NULL, out->reason, lock_in, waiter_in,
+                         out->taken_site, out->taken_line};
     fs_emit(out->event, NULL, render_lock, &c, 2048);
 }
 
 void fs_report_python_rlock(uintptr_t lock, pid_t owner_tid, const char *owner_name, const char *owner_pyname) {
-    struct lock_ctx c = {1, "python_rlock", "Python RLock", lock, owner_tid, owner_name, owner_pyname, NULL, NULL, NULL};
+    struct lock_ctx c = {1, "python_rlock", "Python RLock", lock, owner_tid, owner_name, owner_pyname, NULL, NULL, NULL, 0, 0};
     fs_emit("lock_repaired", NULL, render_lock, &c, 1024);
 }
