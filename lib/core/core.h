@@ -64,9 +64,10 @@ struct fs_lock_outcome {
 
 /* ---- sem.c: a forked child's blocking wait on a semaphore ---- */
 /* Tries to take `s` without blocking; if it is held by a lost thread, takes it over or says why
- * not (once per semaphore). Returns 0 if the caller now holds it, -1 if it must do its real,
- * blocking wait. errno is unchanged. Async-signal-safe. */
-int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out);
+ * not (once per semaphore). `timed`: the wait has a deadline (then a semaphore not proven a lock
+ * is left alone: it may be a signal, and the wait ends by itself). Returns 0 if the caller now
+ * holds it, -1 if it must do its real, blocking wait. errno is unchanged. Async-signal-safe. */
+int fs_sem_child_acquire(sem_t *s, int timed, struct fs_lock_outcome *out);
 
 /* ---- mutex.c: pthread mutexes and rwlocks in a forked child ---- */
 /* Before a blocking lock in a forked child: the forking thread's own lock gets its new tid; one

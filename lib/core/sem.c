@@ -63,12 +63,15 @@ __attribute__((cold)) void fs_sem_released_slow(struct fs_sem_tag *t, sem_t *s) 
 }
 
 /* `s` is taken: is it held by a lost thread, and may we take it over? */
-static int take_orphan(sem_t *s, struct fs_lock_outcome *out) {
+static int take_orphan(sem_t *s, int timed, struct fs_lock_outcome *out) {
     struct fs_sem_tag *t = fs_sem_tag(s);
     if (!t) return 0;
     uint32_t flags = fs_sem_flags(t);
     fs_token owner = atomic_load_explicit(&t->owner, memory_order_acquire);
     if ((flags & FS_SEM_NOT_A_LOCK) || !fs_token_lost(owner)) return 0;
+    /* A semaphore not proven a lock may be a signal, and a wait with a deadline ends by itself:
+     * the program expects that it may time out (a Condition's waiter lock, a done-flag). */
+    if (timed && !(flags & FS_SEM_PROVEN)) return 0;
     out->lock = s;
     out->type = "semaphore";
     out->owner = owner;
@@ -89,7 +92,7 @@ static int take_orphan(sem_t *s, struct fs_lock_outcome *out) {
     return 1;
 }
 
-int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out) {
+int fs_sem_child_acquire(sem_t *s, int timed, struct fs_lock_outcome *out) {
     int saved = errno;
     *out = (struct fs_lock_outcome){0};
     int r = FS_REAL(sem_trywait)(s);
@@ -97,7 +100,7 @@ int fs_sem_child_acquire(sem_t *s, struct fs_lock_outcome *out) {
         fs_sem_taken(s);
     } else {
         out->would_block = 1;
-        r = take_orphan(s, out) ? 0 : -1;
+        r = take_orphan(s, timed, out) ? 0 : -1;
     }
     errno = saved;
     return r;

@@ -17,7 +17,7 @@
 __attribute__((noinline, cold)) static int child_wait(sem_t *s, int timed) {
     int saved = errno;
     struct fs_lock_outcome out, py;
-    int r = fs_sem_child_acquire(s, &out);
+    int r = fs_sem_child_acquire(s, timed, &out);
     if (r != 0 && !out.event && !fs_sem_tag(s)) {
         if (fs_pylock_child_wait(s, timed, &py)) r = 1;
         if (py.event) out = py;

@@ -15,7 +15,8 @@
 # signal other than our SIGKILL ended it). Setup problems print `RESULT setup-failed ...` and
 # exit 1. No sleep decides any outcome. This file runs unchanged on CPython 2.7 and 3.6+.
 #
-# KINDs: lock, rlock, logging, queue, condition, print (see the setup_* functions), and token: a
+# KINDs: lock (bare acquire()), lock-with, rlock, logging, queue, condition (over an RLock),
+# condition-lock (over a Lock), semaphore, print (see the setup_* functions), and token: a
 # Lock used as a one-time token, won by a worker with acquire(False) and never released; there the
 # child must find it taken (acquire(False) returns False) with or without the shim, and never hang.
 from __future__ import print_function
@@ -126,6 +127,76 @@ def setup_lock(factory):
         lock.release()
         lock.acquire()  # a second round: the lock behaves as a free lock again
         lock.release()
+
+    s.hold, s.child = hold, child
+    return s
+
+
+def setup_lock_with():
+    """A Lock held in a `with` block, the commonest way (3.13.1+: proven held from the frame)."""
+    s = Scenario()
+    lock = threading.Lock()
+
+    def hold():
+        with lock:
+            s.signal_ready()
+            s.block_until_released()
+
+    def child():
+        with lock:
+            pass
+        with lock:  # a second round: the lock behaves as a free lock again
+            pass
+
+    s.hold, s.child = hold, child
+    return s
+
+
+def setup_condition_lock():
+    """A Condition over a plain Lock, held in `with cond:`."""
+    s = Scenario()
+    cond = threading.Condition(threading.Lock())
+
+    def hold():
+        with cond:
+            s.signal_ready()
+            s.block_until_released()
+
+    def child():
+        with cond:
+            cond.notify_all()
+        if not cond.acquire(False):
+            raise AssertionError("the Condition's Lock is still taken after the child released it")
+        cond.release()
+
+    s.hold, s.child = hold, child
+    return s
+
+
+def setup_semaphore():
+    """threading.Semaphore's Condition (a plain Lock) held by a thread inside Semaphore.release(),
+    the moment a fork can catch a worker handing back a slot. The holder gets there for real: its
+    release() calls the Condition's notify(), which this scenario replaces for that one call
+    with a wait for the main thread (the Condition's lock is held throughout)."""
+    s = Scenario()
+    sem = threading.Semaphore(1)
+    sem.acquire()
+    cond = getattr(sem, "_cond", None) or sem._Semaphore__cond  # 2.7: a name-mangled attribute
+    plain_notify = cond.notify
+
+    def notify_and_block(n=1):
+        cond.notify = plain_notify
+        s.signal_ready()
+        s.block_until_released()
+        plain_notify(n)
+
+    def hold():
+        cond.notify = notify_and_block
+        sem.release()
+
+    def child():
+        sem.acquire()  # the slot was handed back before the fork
+        sem.release()
 
     s.hold, s.child = hold, child
     return s
@@ -339,7 +410,10 @@ def setup_print():
 KINDS = {
     "lock": lambda: setup_lock(threading.Lock),
     "rlock": lambda: setup_lock(threading.RLock),
+    "lock-with": setup_lock_with,
     "condition": setup_condition,
+    "condition-lock": setup_condition_lock,
+    "semaphore": setup_semaphore,
     "queue": setup_queue,
     "logging": setup_logging,
     "print": setup_print,

@@ -5,9 +5,12 @@
 #   --lock rlock: without the shim the first request times out; with it every request is
 #                 answered, each worker's report names the lost 'stats-reporter', and the lock is
 #                 repaired (3.13: a semaphore; 3.14: a PyMutex RLock, also in uWSGI's workers);
-#   --lock lock:  a PyMutex Lock has no owner (3.13.1+): not repaired, but a worker about to wait
-#                 for it forever says so (lock_orphaned, python_lock, owner_unknown).
-#   check_servers.py --shim LIB --root trixie|sid --server gunicorn|uwsgi --lock rlock|lock
+#   --lock lock:  a PyMutex Lock (3.13.1+, no owner) held in the thread's `with` block: the same,
+#                 repaired as python_lock, naming where the thread took it;
+#   --lock lock-bare: the Lock taken by a bare acquire(): nothing proves who holds it, so it is
+#                 not repaired, but a worker about to wait for it forever says so (lock_orphaned,
+#                 python_lock, owner_unknown).
+#   check_servers.py --shim LIB --root trixie|sid --server gunicorn|uwsgi --lock rlock|lock|lock-bare
 import os
 import subprocess
 import tempfile
@@ -63,23 +66,27 @@ def main():
             fail("without the shim %s answered: the reproduction is not real" % a.server, extra=read(log))
         port = free_port()
         proc, log = start(a.root, a.server, a.lock, port, tmp, os.path.abspath(a.shim))
-        statuses = [answers(port, 10 if a.lock == "rlock" else 3) for _ in range(REQUESTS if a.lock == "rlock" else 1)]
-        stop_gracefully(proc, a.server, log) if a.lock == "rlock" else stop_kill(proc)
+        repairable = a.lock != "lock-bare"
+        statuses = [answers(port, 10 if repairable else 3) for _ in range(REQUESTS if repairable else 1)]
+        stop_gracefully(proc, a.server, log) if repairable else stop_kill(proc)
         evs = read_events(tmp)
         server_log = read(log)
     forks = [f for f in of(evs, "fork") if any(t.get("python_name") == "stats-reporter" for t in f["lost_threads"])]
     # gunicorn's workers (os.fork) report at once; uWSGI's (forked from C) when they first block,
     # so with one request (--lock lock) only the worker that took it has written its report.
-    want = 1 if a.server == "uwsgi" and a.lock == "lock" else 2
+    want = 1 if a.server == "uwsgi" and not repairable else 2
     if len(forks) < want:
         fail("fewer than %d worker reports name 'stats-reporter'" % want, evs, extra=server_log)
-    if a.lock == "rlock":
+    if repairable:
         if statuses != [200] * REQUESTS:
             fail("with the shim: answers %r" % statuses, evs, extra=server_log)
         rep = of(evs, "lock_repaired")
-        if not rep or any(r.get("owner_python_name") != "stats-reporter" or r["type"] not in ("semaphore", "python_rlock")
-                          for r in rep):
-            fail("repairs of the RLock naming 'stats-reporter'", evs)
+        types = ("semaphore", "python_rlock") if a.lock == "rlock" else ("python_lock",)
+        if not rep or any(r.get("owner_python_name") != "stats-reporter" or r["type"] not in types for r in rep):
+            fail("repairs of the %s naming 'stats-reporter'" % " or ".join(types), evs)
+        if a.lock == "lock" and any(r.get("taken_function") != "_reporter" or
+                                    not r.get("taken_file", "").endswith("server_app.py") for r in rep):
+            fail("each Lock repair names where the lost thread took it (_reporter in server_app.py)", evs)
         print("ok: %s in %s: %d/%d answered, %d workers name the lost thread, %d repairs (%s)"
               % (a.server, a.root, REQUESTS, REQUESTS, len(forks), len(rep), rep[0]["type"]))
     else:
