@@ -220,8 +220,10 @@ PyObj *fs_py_dict_get(PyObj *dict, const char *key) {
     return r;
 }
 
-PyObj *fs_py_instance_attr(PyObj *o, const char *name) {
-    PyObj *k = key_for(name), *r = NULL;
+PyObj *fs_py_instance_attr(PyObj *o, const char *name) { return fs_py_instance_attr_obj(o, key_for(name)); }
+
+PyObj *fs_py_instance_attr_obj(PyObj *o, PyObj *k) {
+    PyObj *r = NULL;
     if (!k || !py.Object_GenericGetAttr || !py.Type_Lookup || !py.Object_Type) return NULL;
     PyObj *type = py.Object_Type(o);
     int shadowed = !type || py.Type_Lookup(type, k) != NULL; /* the class (or a base) has it */

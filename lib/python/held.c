@@ -63,23 +63,47 @@ static int varint(const uint8_t **p, const uint8_t *end, uint32_t *out) {
     return 0;
 }
 
+struct entry { uint32_t start, size, target, depth; };
+
+/* The next entry of a table being read; 0 if there is one. */
+static int next_entry(const uint8_t **p, const uint8_t *end, struct entry *e) {
+    uint32_t dl;
+    if (*p >= end || varint(p, end, &e->start) || varint(p, end, &e->size) || varint(p, end, &e->target) ||
+        varint(p, end, &dl))
+        return -1;
+    e->depth = dl >> 1;
+    return 0;
+}
+
+static const uint8_t *table_of(uintptr_t code, const uint8_t **end) {
+    uintptr_t table = W(code + (uintptr_t)L.exctable_off);
+    if (!table) return NULL;
+    *end = (const uint8_t *)(table + 32) + W(table + 16); /* PyBytesObject: ob_size, ob_sval */
+    return (const uint8_t *)(table + 32);
+}
+
 /* The handler covering instruction `i` (in code units): its target and depth. 0 if found. */
 static int handler_for(uintptr_t code, uint32_t i, uint32_t *target, uint32_t *depth) {
-    uintptr_t table = W(code + (uintptr_t)L.exctable_off);
-    if (!table) return -1;
-    const uint8_t *p = (const uint8_t *)(table + 32), *end = p + W(table + 16); /* PyBytesObject */
-    while (p < end) {
-        uint32_t start, size, tgt, dl;
-        if (varint(&p, end, &start) || varint(&p, end, &size) || varint(&p, end, &tgt) || varint(&p, end, &dl))
-            return -1;
-        if (i < start) return -1; /* sorted by start */
-        if (i < start + size) {
-            *target = tgt;
-            *depth = dl >> 1;
+    const uint8_t *end = NULL, *p = table_of(code, &end);
+    struct entry e;
+    while (p && next_entry(&p, end, &e) == 0) {
+        if (i < e.start) return -1; /* sorted by start */
+        if (i < e.start + e.size) {
+            *target = e.target;
+            *depth = e.depth;
             return 0;
         }
     }
     return -1;
+}
+
+/* Where the protected range of handler `target` begins: the first instruction of the try. */
+static uint32_t range_start(uintptr_t code, uint32_t target) {
+    const uint8_t *end = NULL, *p = table_of(code, &end);
+    struct entry e;
+    while (p && next_entry(&p, end, &e) == 0)
+        if (e.target == target) return e.start; /* sorted: the first is the earliest */
+    return UINT32_MAX;
 }
 
 /* ---- what a live stack slot proves ---- */
@@ -112,6 +136,164 @@ static uintptr_t with_lock(const uintptr_t *s, uint32_t k, uint32_t n, int *top)
 
 static int is_locked(uintptr_t lock) { return *(const uint8_t *)(lock + (uintptr_t)L.mutex_off) & 1; }
 
+/* ---- `lock.acquire()` then `try: ... finally: lock.release()` ---- */
+/* The idiom leaves no trace on the stack, only in the code: the frame is inside a try whose
+ * handler (the finally block) begins `EXPR.release()`, and the instructions just before the try
+ * are `EXPR.acquire()` with the same EXPR. Opcodes differ between versions: they are learned from
+ * our probes (F below). Only the deoptimised code (co_code) is read; an instruction we did not
+ * learn (EXTENDED_ARG, another form of EXPR) makes the idiom not match: no proof. */
+#define EXPR_MAX 3
+struct insn { uint8_t op, arg; };
+struct expr { int n; struct insn in[EXPR_MAX]; };
+
+static struct {
+    int ok;
+    uint8_t push_exc_info, load_attr, call, load_global;
+    uint8_t load_fast[4], load_deref[4];  /* the forms seen (3.14 also has LOAD_FAST_BORROW) */
+    int nload_fast, nload_deref;
+    uintptr_t cell_type;
+    int nglue;
+    uint8_t glue[2];                  /* between the acquire's CALL and the try (POP_TOP, ...) */
+    int names_off, globals_off;       /* co_names in a code object; f_globals in a frame */
+    int items_off;                    /* a tuple's first item (3.14 caches the hash before it) */
+} F;
+
+static int in_set(uint8_t op, const uint8_t *set, int n) {
+    for (int i = 0; i < n; i++)
+        if (set[i] == op) return 1;
+    return 0;
+}
+static int is_load_fast(uint8_t op) { return in_set(op, F.load_fast, F.nload_fast); }
+static int is_load_deref(uint8_t op) { return in_set(op, F.load_deref, F.nload_deref); }
+static void learn_op(uint8_t op, uint8_t *set, int *n) {
+    if (!in_set(op, set, *n) && *n < 4) set[(*n)++] = op;
+}
+
+/* A code object's deoptimised code, as (op, arg) units without the inline caches (CACHE is 0). */
+struct code_view { const uint8_t *b; uint32_t n; };
+
+static uint32_t next_real(const struct code_view *c, uint32_t u) {
+    for (u++; u < c->n && c->b[2 * u] == 0; u++) {}
+    return u;
+}
+
+static struct insn at(const struct code_view *c, uint32_t u) {
+    return u < c->n ? (struct insn){c->b[2 * u], c->b[2 * u + 1]} : (struct insn){0, 0};
+}
+
+static PyObj *name_at(uintptr_t code, unsigned i) {
+    uintptr_t names = W(code + (uintptr_t)F.names_off);
+    return names && i < W(names + 16) ? (PyObj *)W(names + (uintptr_t)F.items_off + 8 * (uintptr_t)i) : NULL;
+}
+
+static int name_is(uintptr_t code, unsigned i, const char *want) {
+    const char *n = fs_py_str(name_at(code, i));
+    return n && strcmp(n, want) == 0;
+}
+
+/* EXPR at unit u: a local, or a global, then up to two attributes (self._lock). Returns the unit
+ * after it. */
+static uint32_t read_expr(const struct code_view *c, uintptr_t code, uint32_t u, struct expr *e) {
+    e->n = 0;
+    struct insn in = at(c, u);
+    if (!is_load_fast(in.op) && !is_load_deref(in.op) && !(in.op == F.load_global && !(in.arg & 1))) return UINT32_MAX;
+    e->in[e->n++] = in;
+    for (u = next_real(c, u); e->n < EXPR_MAX; u = next_real(c, u)) {
+        in = at(c, u);
+        if (in.op != F.load_attr || (in.arg & 1)) break; /* a method load ends it */
+        e->in[e->n++] = in;
+    }
+    (void)code;
+    return u;
+}
+
+static int same_expr(const struct expr *a, const struct expr *b) {
+    if (a->n != b->n) return 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->in[i].arg != b->in[i].arg ||
+            !(a->in[i].op == b->in[i].op || (is_load_fast(a->in[i].op) && is_load_fast(b->in[i].op)) ||
+              (is_load_deref(a->in[i].op) && is_load_deref(b->in[i].op))))
+            return 0;
+    return 1;
+}
+
+/* EXPR's value in frame f (GIL held; no program code runs: a dict read, instance attributes only
+ * where no class defines the name). Borrowed, or 0. */
+static uintptr_t eval_expr(const struct expr *e, uintptr_t code, uintptr_t f, int nlocalsplus) {
+    uintptr_t v = 0;
+    struct insn in = e->in[0];
+    if (is_load_fast(in.op) || is_load_deref(in.op)) {
+        v = in.arg < nlocalsplus ? ((const uintptr_t *)(f + (uintptr_t)L.localsplus_off))[in.arg] & ~(uintptr_t)7 : 0;
+        if (is_load_deref(in.op)) v = type_is(v, F.cell_type) ? W(v + 16) : 0; /* PyCellObject.ob_ref */
+    } else {
+        PyObj *globals = (PyObj *)W(f + (uintptr_t)F.globals_off), *name = name_at(code, in.arg >> 1);
+        v = globals && name ? (uintptr_t)py.Dict_GetItem(globals, name) : 0;
+    }
+    for (int i = 1; i < e->n && v; i++) {
+        PyObj *name = name_at(code, e->in[i].arg >> 1);
+        PyObj *a = name ? fs_py_instance_attr_obj((PyObj *)v, name) : NULL;
+        v = (uintptr_t)a;
+        if (a) py.DecRef(a); /* the object it was read from keeps it */
+    }
+    py.Err_Clear();
+    return v;
+}
+
+/* Does handler `t` begin `EXPR.release()`? Then EXPR, and 0. */
+static int finally_releases(const struct code_view *c, uintptr_t code, uint32_t t, struct expr *e) {
+    if (at(c, t).op != F.push_exc_info) return -1;
+    uint32_t u = read_expr(c, code, next_real(c, t), e);
+    struct insn m = at(c, u), call = at(c, next_real(c, u));
+    return m.op == F.load_attr && (m.arg & 1) && name_is(code, m.arg >> 1, "release") && call.op == F.call &&
+                   call.arg == 0
+               ? 0
+               : -1;
+}
+
+/* Are the instructions right before unit `s` `EXPR.acquire()` (its result dropped), for e? */
+static int acquired_before(const struct code_view *c, uintptr_t code, uint32_t s, const struct expr *e) {
+    enum { BACK = EXPR_MAX + 2 + 2 };
+    uint32_t last[BACK];
+    int n = 0;
+    for (uint32_t u = 0; u < s && u < c->n; u = next_real(c, u)) { /* instruction starts, in order */
+        if (n == BACK) memmove(last, last + 1, sizeof last - sizeof last[0]), n--;
+        last[n++] = u;
+    }
+    int k = n - F.nglue;
+    for (int g = 0; g < F.nglue; g++)
+        if (k + g < 0 || at(c, last[k + g]).op != F.glue[g]) return 0;
+    k -= 2; /* LOAD_ATTR acquire, CALL 0 */
+    if (k - e->n < 0) return 0;
+    struct insn m = at(c, last[k]), call = at(c, last[k + 1]);
+    if (m.op != F.load_attr || !(m.arg & 1) || !name_is(code, m.arg >> 1, "acquire") || call.op != F.call ||
+        call.arg != 0)
+        return 0;
+    struct expr before;
+    return read_expr(c, code, last[k - e->n], &before) == last[k] && same_expr(&before, e);
+}
+
+/* The Lock a frame at instruction i holds by the idiom, through its chain of enclosing handlers
+ * (a finally's handler is itself covered by the one outside it); where it was taken in *at. */
+static uintptr_t finally_lock(uintptr_t code, uintptr_t f, int nlocalsplus, uint32_t i, uint32_t *at_unit) {
+    if (!F.ok) return 0;
+    PyObj *bytes = fs_py_attr((PyObj *)code, "co_code");
+    if (!bytes) return 0;
+    struct code_view c = {(const uint8_t *)bytes + 32, (uint32_t)(W((uintptr_t)bytes + 16) / 2)};
+    uintptr_t lock = 0;
+    uint32_t t, depth, from = i;
+    for (int step = 0; step < 8 && !lock && handler_for(code, from, &t, &depth) == 0 && t != from; step++, from = t) {
+        struct expr e;
+        uint32_t s;
+        if (finally_releases(&c, code, t, &e) == 0 && (s = range_start(code, t)) != UINT32_MAX &&
+            acquired_before(&c, code, s, &e)) {
+            lock = eval_expr(&e, code, f, nlocalsplus);
+            *at_unit = s;
+        }
+    }
+    py.DecRef(bytes); /* the code object caches it */
+    return lock;
+}
+
 static void add(uintptr_t lock, uint64_t ident, uintptr_t code, uint32_t at) {
     for (int i = 0; i < nheld; i++)
         if (held[i].lock == lock && held[i].ident == ident) return; /* nested blocks: the outer one counts */
@@ -125,16 +307,25 @@ static void add(uintptr_t lock, uint64_t ident, uintptr_t code, uint32_t at) {
 
 /* One thread's frames, innermost first, from its _PyInterpreterFrame `f`. Returns how many Locks
  * it was found holding. */
+/* A frame's code object and the instruction it is at; 0 if it runs Python code. */
+static int frame_at(uintptr_t f, uintptr_t *code_out, uint32_t *i) {
+    uintptr_t code = OBJ(f + (uintptr_t)L.exec_off);
+    if (!type_is(code, L.code_type)) return -1; /* the C stack's entry frames */
+    uintptr_t start = code + (uintptr_t)L.adaptive_off, ip = W(f + (uintptr_t)L.instr_off);
+    uintptr_t units = W(code + 16); /* ob_size: code units */
+    if (ip < start || ip >= start + 2 * units) return -1;
+    *code_out = code;
+    *i = (uint32_t)((ip - start) / 2);
+    return 0;
+}
+
 static int scan_frames(uint64_t ident, uintptr_t f) {
     uintptr_t released[MAX_RELEASED];
     int nreleased = 0, found = 0;
     for (int n = 0; f && n < MAX_DEPTH; n++, f = W(f + 8) /* previous */) {
-        uintptr_t code = OBJ(f + (uintptr_t)L.exec_off);
-        if (!type_is(code, L.code_type)) continue; /* the C stack's entry frames */
-        uintptr_t start = code + (uintptr_t)L.adaptive_off, ip = W(f + (uintptr_t)L.instr_off);
-        uintptr_t units = W(code + 16); /* ob_size: code units */
-        if (ip < start || ip >= start + 2 * units) continue;
-        uint32_t i = (uint32_t)((ip - start) / 2);
+        uintptr_t code;
+        uint32_t i;
+        if (frame_at(f, &code, &i) != 0) continue;
         const uintptr_t *locals = (const uintptr_t *)(f + (uintptr_t)L.localsplus_off);
         int nlocalsplus = *(const int *)(code + (uintptr_t)L.nlocalsplus_off);
         if (code == cond.wait_code || code == cond.wait_for_code) { /* it may have released self._lock */
@@ -155,6 +346,14 @@ static int scan_frames(uint64_t ident, uintptr_t f) {
             if (was_released) continue;
             /* The with statement's own handler is attributed to its line; a deeper one is not. */
             add(lock, ident, code, top ? target : i);
+            found++;
+        }
+        uint32_t taken;
+        uintptr_t lock = finally_lock(code, f, nlocalsplus, i, &taken);
+        int was_released = 0;
+        for (int r = 0; r < nreleased; r++) was_released |= released[r] == lock;
+        if (type_is(lock, L.lock_type) && is_locked(lock) && !was_released) {
+            add(lock, ident, code, taken);
             found++;
         }
     }
@@ -207,7 +406,34 @@ static const char probe_src[] =
     "    yield inner\n"
     "class forksafe_probe_class:\n"
     "    def m(self):\n"
-    "        pass\n";
+    "        pass\n"
+    "forksafe_probe_lock = None\n"
+    "def forksafe_probe_finally(lock, marker):\n"
+    "    lock.acquire()\n"
+    "    try:\n"
+    "        yield marker\n"
+    "    finally:\n"
+    "        lock.release()\n"
+    "def forksafe_probe_finally_attr(obj, marker):\n"
+    "    obj.lk.acquire()\n"
+    "    try:\n"
+    "        yield marker\n"
+    "    finally:\n"
+    "        obj.lk.release()\n"
+    "def forksafe_probe_finally_cell(lock, marker):\n"
+    "    def inner():\n"
+    "        lock.acquire()\n"
+    "        try:\n"
+    "            yield marker\n"
+    "        finally:\n"
+    "            lock.release()\n"
+    "    return inner()\n"
+    "def forksafe_probe_finally_global(marker):\n"
+    "    forksafe_probe_lock.acquire()\n"
+    "    try:\n"
+    "        yield marker\n"
+    "    finally:\n"
+    "        forksafe_probe_lock.release()\n";
 
 static int find_word(uintptr_t base, int from, int to, uintptr_t v, uintptr_t mask) {
     for (int o = from; o + 8 <= to; o += 8)
@@ -278,7 +504,152 @@ static int measure_frame(PyObj *gen, PyObj *code, PyObj *lock, PyObj *marker) {
     return ok ? 0 : -1;
 }
 
-void fs_py_held_forget(void) { memset(&L, 0, sizeof L); } /* its types are gone */
+struct probe_run { PyObj *gen, *code, *bytes; uintptr_t f; uint32_t i, t; struct code_view c; };
+
+/* The start of the k-th real instruction before unit u (k >= 1), or UINT32_MAX. */
+static uint32_t before(const struct code_view *c, uint32_t u, int k) {
+    uint32_t ring[8];
+    int n = 0;
+    if (k < 1 || k > 8) return UINT32_MAX;
+    for (uint32_t v = 0; v < u && v < c->n; v = next_real(c, v)) ring[n++ % 8] = v;
+    return n >= k ? ring[(n - k) % 8] : UINT32_MAX;
+}
+
+/* The probe's first EXPR instruction at the handler and at the acquire before the try: the forms
+ * of a local's (or a cell's) load the compiler uses in both places. */
+static void learn_loads(const struct probe_run *r, uint8_t *set, int *n, uint8_t *arg_handler, uint8_t *arg_acquire) {
+    const struct code_view *c = &r->c;
+    struct insn h = at(c, next_real(c, r->t));
+    uint32_t s = range_start((uintptr_t)r->code, r->t);
+    struct insn a = at(c, before(c, s, F.nglue + 3)); /* EXPR, LOAD_ATTR acquire, CALL, glue... */
+    learn_op(h.op, set, n);
+    learn_op(a.op, set, n);
+    *arg_handler = h.arg;
+    *arg_acquire = a.arg;
+}
+
+/* One finally probe, suspended inside its try: the handler's first instructions, as units. */
+
+static int probe_start(struct probe_run *r, PyObj *fn, PyObj *a, PyObj *b, PyObj *marker) {
+    memset(r, 0, sizeof *r);
+    r->gen = py.Object_CallFunctionObjArgs(fn, a, b, NULL);
+    PyObj *y = r->gen ? call0(r->gen, "__next__") : NULL;
+    PyObj *frame = r->gen ? fs_py_attr(r->gen, "gi_frame") : NULL;
+    uintptr_t code = 0;
+    uint32_t depth;
+    r->f = iframe_of(frame);
+    int ok = y == marker && r->f && frame_at(r->f, &code, &r->i) == 0 && handler_for(code, r->i, &r->t, &depth) == 0;
+    r->code = (PyObj *)code;
+    r->bytes = ok ? fs_py_attr(r->code, "co_code") : NULL;
+    if (r->bytes) r->c = (struct code_view){(const uint8_t *)r->bytes + 32, (uint32_t)(W((uintptr_t)r->bytes + 16) / 2)};
+    if (y) py.DecRef(y);
+    if (frame) py.DecRef(frame);
+    return r->bytes ? 0 : -1;
+}
+
+/* Closes the probe (its finally releases the lock); 0 if the lock is free then. */
+static int probe_end(struct probe_run *r, PyObj *lock) {
+    if (r->bytes) py.DecRef(r->bytes);
+    PyObj *c = r->gen ? call0(r->gen, "close") : NULL;
+    if (c) py.DecRef(c);
+    if (r->gen) py.DecRef(r->gen);
+    return lock && !is_locked((uintptr_t)lock) ? 0 : -1;
+}
+
+/* Does the walk find exactly `lock` held by the probe's frame? */
+static int probe_found(struct probe_run *r, PyObj *lock) {
+    nheld = 0;
+    int n = scan_frames(1, r->f), ok = n == 1 && nheld == 1 && held[0].lock == (uintptr_t)lock;
+    nheld = 0;
+    return ok;
+}
+
+/* The opcodes of the acquire/try/finally idiom, learned from three probes (EXPR a local, an
+ * attribute of a local, a global), then the walk must find each probe's lock. */
+static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
+    PyObj *fn1 = py.Dict_GetItemString(globals, "forksafe_probe_finally");
+    PyObj *fn2 = py.Dict_GetItemString(globals, "forksafe_probe_finally_attr");
+    PyObj *fn3 = py.Dict_GetItemString(globals, "forksafe_probe_finally_global");
+    PyObj *fn4 = py.Dict_GetItemString(globals, "forksafe_probe_finally_cell");
+    PyObj *lk[4] = {NULL, NULL, NULL, NULL}, *inst = klass ? py.Object_CallObject(klass, NULL) : NULL;
+    for (int k = 0; k < 4; k++) lk[k] = py.Object_CallObject((PyObj *)L.lock_type, NULL);
+    int ok = fn1 && fn2 && fn3 && fn4 && inst && lk[0] && lk[1] && lk[2] && lk[3] && py.Object_SetAttrString &&
+             py.Object_SetAttrString(inst, "lk", lk[1]) == 0 && py.Dict_SetItemString(globals, "forksafe_probe_lock", lk[2]) == 0;
+    struct probe_run r[4];
+    memset(r, 0, sizeof r);
+    memset(&F, 0, sizeof F);
+    ok = ok && probe_start(&r[0], fn1, lk[0], marker, marker) == 0;
+    if (ok) { /* PUSH_EXC_INFO; LOAD_FAST lock; LOAD_ATTR release (method); CALL 0 */
+        PyObj *names = fs_py_attr(r[0].code, "co_names");
+        F.names_off = names ? find_word((uintptr_t)r[0].code, 16, L.adaptive_off, (uintptr_t)names, ~(uintptr_t)0) : -1;
+        PyObj *first = names ? py.Tuple_GetItem(names, 0) : NULL; /* borrowed */
+        F.items_off = first ? find_word((uintptr_t)names, 24, 48, (uintptr_t)first, ~(uintptr_t)0) : -1;
+        if (names) py.DecRef(names);
+        py.Err_Clear();
+        const struct code_view *c = &r[0].c;
+        uint32_t u1 = next_real(c, r[0].t), u2 = next_real(c, u1), u3 = next_real(c, u2);
+        F.push_exc_info = at(c, r[0].t).op;
+        F.load_attr = at(c, u2).op;
+        F.call = at(c, u3).op;
+        ok = F.names_off > 0 && F.items_off > 0 && at(c, u1).arg == 0 && (at(c, u2).arg & 1) &&
+             name_is((uintptr_t)r[0].code, at(c, u2).arg >> 1, "release") && at(c, u3).arg == 0;
+        /* the glue: what comes between the acquire's CALL and the try */
+        uint32_t s = range_start((uintptr_t)r[0].code, r[0].t), last_call = UINT32_MAX;
+        for (uint32_t u = 0; ok && u < s && u < c->n; u = next_real(c, u))
+            if (at(c, u).op == F.call) last_call = u;
+        for (uint32_t u = last_call == UINT32_MAX ? s : next_real(c, last_call); ok && u < s; u = next_real(c, u)) {
+            if (F.nglue == 2) ok = 0;
+            else F.glue[F.nglue++] = at(c, u).op;
+        }
+        ok = ok && last_call != UINT32_MAX;
+        uint8_t ah = 1, aa = 1;
+        if (ok) learn_loads(&r[0], F.load_fast, &F.nload_fast, &ah, &aa);
+        ok = ok && ah == 0 && aa == 0; /* both load `lock`, local 0 */
+    }
+    ok = ok && probe_start(&r[1], fn2, inst, marker, marker) == 0;
+    if (ok) { /* ... LOAD_FAST obj; LOAD_ATTR lk (an attribute); LOAD_ATTR release ... */
+        const struct code_view *c = &r[1].c;
+        uint32_t u1 = next_real(c, r[1].t), u2 = next_real(c, u1);
+        uint8_t ah = 1, aa = 1;
+        learn_loads(&r[1], F.load_fast, &F.nload_fast, &ah, &aa);
+        ok = ah == 0 && aa == 0 && at(c, r[1].t).op == F.push_exc_info && at(c, u1).arg == 0 && at(c, u2).op == F.load_attr &&
+             !(at(c, u2).arg & 1) && name_is((uintptr_t)r[1].code, at(c, u2).arg >> 1, "lk");
+    }
+    ok = ok && probe_start(&r[2], fn3, marker, NULL, marker) == 0;
+    if (ok) { /* ... LOAD_GLOBAL forksafe_probe_lock; LOAD_ATTR release ... */
+        const struct code_view *c = &r[2].c;
+        struct insn g = at(c, next_real(c, r[2].t));
+        F.load_global = g.op;
+        F.globals_off = find_word(r[2].f, 0, L.localsplus_off, (uintptr_t)globals, ~(uintptr_t)0);
+        ok = at(c, r[2].t).op == F.push_exc_info && !(g.arg & 1) &&
+             name_is((uintptr_t)r[2].code, g.arg >> 1, "forksafe_probe_lock") && F.globals_off > 0;
+    }
+    ok = ok && probe_start(&r[3], fn4, lk[3], marker, marker) == 0;
+    if (ok) { /* a closure's: LOAD_DEREF lock, a cell in the frame's locals */
+        uint8_t ah = 0, aa = 0;
+        learn_loads(&r[3], F.load_deref, &F.nload_deref, &ah, &aa);
+        int nlp = *(const int *)((uintptr_t)r[3].code + (uintptr_t)L.nlocalsplus_off);
+        uintptr_t cell = ah == aa && ah < nlp ? OBJ(r[3].f + (uintptr_t)L.localsplus_off + 8 * (uintptr_t)ah) : 0;
+        F.cell_type = cell ? W(cell + 8) : 0;
+        ok = cell && W(cell + 16) == (uintptr_t)lk[3] && !in_set(F.load_deref[0], F.load_fast, F.nload_fast);
+    }
+    if (ok) { /* the proof: each probe's lock is found */
+        F.ok = 1;
+        ok = probe_found(&r[0], lk[0]) && probe_found(&r[1], lk[1]) && probe_found(&r[2], lk[2]) &&
+             probe_found(&r[3], lk[3]);
+    }
+    for (int k = 0; k < 4; k++) ok = probe_end(&r[k], lk[k]) == 0 && ok;
+    for (int k = 0; k < 4; k++)
+        if (lk[k]) py.DecRef(lk[k]);
+    if (inst) py.DecRef(inst);
+    py.Err_Clear();
+    F.ok = ok;
+}
+
+void fs_py_held_forget(void) { /* its types are gone */
+    memset(&L, 0, sizeof L);
+    memset(&F, 0, sizeof F);
+}
 
 void fs_py_held_measure(void) {
     const struct fs_py_lock_layout *layout = fs_py_lock_layout();
@@ -337,6 +708,11 @@ void fs_py_held_measure(void) {
         PyObj *c = call0(gen, "close"); /* leaves the with block: the lock is released */
         if (c) py.DecRef(c);
         ok = ok && !is_locked((uintptr_t)lock);
+    }
+    if (ok) { /* the idiom without `with`: only once `with` is proven to work */
+        L.ok = 1;
+        learn_finally(globals, klass, marker);
+        L.ok = 0;
     }
     PyObj *refs[] = {gen, bound, inst, fn, lock_exit, lock, marker, code, code_cells, r};
     for (unsigned i = 0; i < sizeof refs / sizeof refs[0]; i++)

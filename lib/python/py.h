@@ -92,6 +92,7 @@ PyObj *fs_py_dict_item(PyObj *o, const char *key);
  * CPython 3.11+ build the __dict__ of an object that keeps its attributes inline (which slows
  * every later attribute access on it). New reference; `name` a string literal, as above. */
 PyObj *fs_py_instance_attr(PyObj *o, const char *name);
+PyObj *fs_py_instance_attr_obj(PyObj *o, PyObj *name);  /* the same, `name` a str object */
 /* dict[key] (borrowed, NULL if absent), the key interned once per literal. */
 PyObj *fs_py_dict_get(PyObj *dict, const char *key);
 /* One frame walker: up to `depth` frames of `frame` (borrowed), innermost first, each given to

@@ -14,6 +14,8 @@
 #                   forking thread leaves its block.
 #   signal          a Lock used as a signal: taken by the main thread, to be released by a
 #                   worker that is lost at the fork. The child's timed wait must time out.
+#   finally-signal  the same signal, released by the worker in a `finally:` (try: work() finally:
+#                   done.release()): a finally that releases a Lock does not prove its thread took it.
 #   condition-wait  a lost thread waits in Condition.wait() on a Condition over a Lock: it does not
 #                   hold that Lock (wait released it), and its waiter lock is a signal only
 #                   notify() releases. The child takes the Condition, finds the waiter lock still
@@ -136,6 +138,26 @@ def waiters(cond):
     return cond._waiters if hasattr(cond, "_waiters") else cond._Condition__waiters  # 2.7: mangled
 
 
+def case_finally_signal():
+    done = threading.Lock()
+    done.acquire()  # the worker releases it in its finally: "I have finished"
+    go_r, go_w = os.pipe()
+
+    def worker():
+        try:
+            os.read(go_r, 1)
+        finally:
+            done.release()
+
+    start(worker, "worker")
+
+    def child():
+        expect(not timed_acquire(done, 0.5), "the completion signal was handed to the child")
+    r = fork_and_check(child)
+    os.write(go_w, b"x")
+    return r
+
+
 def case_condition_wait():
     cond = threading.Condition(threading.Lock())
     waiting = []
@@ -233,6 +255,7 @@ def fork_and_check(child):
 CASES = {
     "forker-holds": case_forker_holds,
     "signal": case_signal,
+    "finally-signal": case_finally_signal,
     "condition-wait": case_condition_wait,
     "after-fork": case_after_fork,
 }

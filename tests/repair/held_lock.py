@@ -15,7 +15,7 @@
 # signal other than our SIGKILL ended it). Setup problems print `RESULT setup-failed ...` and
 # exit 1. No sleep decides any outcome. This file runs unchanged on CPython 2.7 and 3.6+.
 #
-# KINDs: lock (bare acquire()), lock-with, rlock, logging, queue, condition (over an RLock),
+# KINDs: lock (acquire() then try/finally), lock-bare (acquire() ... release(), no try), lock-with, rlock, logging, queue, condition (over an RLock),
 # condition-lock (over a Lock), semaphore, print (see the setup_* functions), and token: a
 # Lock used as a one-time token, won by a worker with acquire(False) and never released; there the
 # child must find it taken (acquire(False) returns False) with or without the shim, and never hang.
@@ -126,6 +126,26 @@ def setup_lock(factory):
         lock.acquire()
         lock.release()
         lock.acquire()  # a second round: the lock behaves as a free lock again
+        lock.release()
+
+    s.hold, s.child = hold, child
+    return s
+
+
+def setup_lock_bare():
+    """A Lock taken by a bare acquire() and released later in the same function, with no try:
+    on 3.13.1+ nothing shows which thread holds it (a PyMutex has no owner)."""
+    s = Scenario()
+    lock = threading.Lock()
+
+    def hold():
+        lock.acquire()
+        s.signal_ready()
+        s.block_until_released()
+        lock.release()
+
+    def child():
+        lock.acquire()
         lock.release()
 
     s.hold, s.child = hold, child
@@ -410,6 +430,7 @@ def setup_print():
 KINDS = {
     "lock": lambda: setup_lock(threading.Lock),
     "rlock": lambda: setup_lock(threading.RLock),
+    "lock-bare": setup_lock_bare,
     "lock-with": setup_lock_with,
     "condition": setup_condition,
     "condition-lock": setup_condition_lock,

@@ -29,7 +29,7 @@ HANG_AFTER_EXPECT_HUNG = 2.0
 HANG_AFTER_EXPECT_FINISHED = 20.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "held_lock.py")
-KINDS = ("lock", "lock-with", "rlock", "logging", "queue", "condition", "condition-lock", "semaphore", "print",
+KINDS = ("lock", "lock-bare", "lock-with", "rlock", "logging", "queue", "condition", "condition-lock", "semaphore", "print",
          "token")
 NO_LOCK_EVENTS = ("token",)  # kinds whose child must not see any lock repaired or reported
 

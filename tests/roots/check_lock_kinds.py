@@ -9,7 +9,7 @@
 # --test (one meson test, `root-NAME-KIND`): without the shim the child must hang (logging: finish,
 # CPython re-initialises its locks), with it finish with a `lock_repaired` event. Exit 0 pass,
 # 1 fail, 77 the root is absent. --known-gap is for a kind today's shim cannot repair (a Lock taken
-# by a bare acquire() on 3.13.1+: a PyMutex, no owner, no proof): meson marks it should_fail, and this
+# by a bare acquire() with no try/finally on 3.13.1+: a PyMutex, no owner, no proof): meson marks it should_fail, and this
 # script then exits 1 only if the known gap shows exactly (the child hangs both ways), and 0 if
 # anything else happens, which meson reports as an unexpected pass: time to look again.
 import argparse
@@ -20,7 +20,7 @@ import sys
 from forksafe_test import ROOT_NAMES, TESTS, preload, require_root, root_path, run_in_root
 
 HELD_LOCK = os.path.join(TESTS, "repair", "held_lock.py")
-KINDS = ("lock", "lock-with", "rlock", "logging", "queue", "condition", "condition-lock", "semaphore", "print")
+KINDS = ("lock", "lock-bare", "lock-with", "rlock", "logging", "queue", "condition", "condition-lock", "semaphore", "print")
 TIMEOUT = 90  # seconds for one run inside a root: held_lock.py bounds itself well within this
 
 
@@ -32,7 +32,7 @@ def python_version(root):
 
 
 def known_gap(kind, version):
-    return kind == "lock" and version >= (3, 13, 1)  # a bare acquire(): nothing proves the holder
+    return kind == "lock-bare" and version >= (3, 13, 1)  # no with, no try/finally: nothing proves the holder
 
 
 def scenario(root, kind, shim, hang_after):
