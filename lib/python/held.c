@@ -193,7 +193,7 @@ static int name_is(uintptr_t code, unsigned i, const char *want) {
 
 /* EXPR at unit u: a local, or a global, then up to two attributes (self._lock). Returns the unit
  * after it. */
-static uint32_t read_expr(const struct code_view *c, uintptr_t code, uint32_t u, struct expr *e) {
+static uint32_t read_expr(const struct code_view *c, uint32_t u, struct expr *e) {
     e->n = 0;
     struct insn in = at(c, u);
     if (!is_load_fast(in.op) && !is_load_deref(in.op) && !(in.op == F.load_global && !(in.arg & 1))) return UINT32_MAX;
@@ -203,7 +203,6 @@ static uint32_t read_expr(const struct code_view *c, uintptr_t code, uint32_t u,
         if (in.op != F.load_attr || (in.arg & 1)) break; /* a method load ends it */
         e->in[e->n++] = in;
     }
-    (void)code;
     return u;
 }
 
@@ -242,7 +241,7 @@ static uintptr_t eval_expr(const struct expr *e, uintptr_t code, uintptr_t f, in
 /* Does handler `t` begin `EXPR.release()`? Then EXPR, and 0. */
 static int finally_releases(const struct code_view *c, uintptr_t code, uint32_t t, struct expr *e) {
     if (at(c, t).op != F.push_exc_info) return -1;
-    uint32_t u = read_expr(c, code, next_real(c, t), e);
+    uint32_t u = read_expr(c, next_real(c, t), e);
     struct insn m = at(c, u), call = at(c, next_real(c, u));
     return m.op == F.load_attr && (m.arg & 1) && name_is(code, m.arg >> 1, "release") && call.op == F.call &&
                    call.arg == 0
@@ -269,7 +268,7 @@ static int acquired_before(const struct code_view *c, uintptr_t code, uint32_t s
         call.arg != 0)
         return 0;
     struct expr before;
-    return read_expr(c, code, last[k - e->n], &before) == last[k] && same_expr(&before, e);
+    return read_expr(c, last[k - e->n], &before) == last[k] && same_expr(&before, e);
 }
 
 /* The Lock a frame at instruction i holds by the idiom, through its chain of enclosing handlers
@@ -428,6 +427,13 @@ static const char probe_src[] =
     "        finally:\n"
     "            lock.release()\n"
     "    return inner()\n"
+    "def forksafe_probe_finally_local(box, marker):\n"
+    "    lock = box[0]\n"
+    "    lock.acquire()\n"
+    "    try:\n"
+    "        yield marker\n"
+    "    finally:\n"
+    "        lock.release()\n"
     "def forksafe_probe_finally_global(marker):\n"
     "    forksafe_probe_lock.acquire()\n"
     "    try:\n"
@@ -571,11 +577,14 @@ static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
     PyObj *fn2 = py.Dict_GetItemString(globals, "forksafe_probe_finally_attr");
     PyObj *fn3 = py.Dict_GetItemString(globals, "forksafe_probe_finally_global");
     PyObj *fn4 = py.Dict_GetItemString(globals, "forksafe_probe_finally_cell");
-    PyObj *lk[4] = {NULL, NULL, NULL, NULL}, *inst = klass ? py.Object_CallObject(klass, NULL) : NULL;
-    for (int k = 0; k < 4; k++) lk[k] = py.Object_CallObject((PyObj *)L.lock_type, NULL);
-    int ok = fn1 && fn2 && fn3 && fn4 && inst && lk[0] && lk[1] && lk[2] && lk[3] && py.Object_SetAttrString &&
+    PyObj *fn5 = py.Dict_GetItemString(globals, "forksafe_probe_finally_local");
+    PyObj *lk[5] = {NULL, NULL, NULL, NULL, NULL}, *inst = klass ? py.Object_CallObject(klass, NULL) : NULL;
+    for (int k = 0; k < 5; k++) lk[k] = py.Object_CallObject((PyObj *)L.lock_type, NULL);
+    PyObj *box = py.List_New(0);
+    int ok = fn1 && fn2 && fn3 && fn4 && fn5 && inst && box && lk[0] && lk[1] && lk[2] && lk[3] && lk[4] &&
+             py.List_Append(box, lk[4]) == 0 && py.Object_SetAttrString &&
              py.Object_SetAttrString(inst, "lk", lk[1]) == 0 && py.Dict_SetItemString(globals, "forksafe_probe_lock", lk[2]) == 0;
-    struct probe_run r[4];
+    struct probe_run r[5];
     memset(r, 0, sizeof r);
     memset(&F, 0, sizeof F);
     ok = ok && probe_start(&r[0], fn1, lk[0], marker, marker) == 0;
@@ -633,13 +642,20 @@ static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
         F.cell_type = cell ? W(cell + 8) : 0;
         ok = cell && W(cell + 16) == (uintptr_t)lk[3] && !in_set(F.load_deref[0], F.load_fast, F.nload_fast);
     }
+    ok = ok && probe_start(&r[4], fn5, box, marker, marker) == 0;
+    if (ok) { /* a local assigned in the function: the handler may check it is bound (LOAD_FAST_CHECK) */
+        uint8_t ah = 0, aa = 0;
+        learn_loads(&r[4], F.load_fast, &F.nload_fast, &ah, &aa);
+        ok = ah == 2 && aa == 2; /* `lock`, local 2 */
+    }
     if (ok) { /* the proof: each probe's lock is found */
         F.ok = 1;
         ok = probe_found(&r[0], lk[0]) && probe_found(&r[1], lk[1]) && probe_found(&r[2], lk[2]) &&
-             probe_found(&r[3], lk[3]);
+             probe_found(&r[3], lk[3]) && probe_found(&r[4], lk[4]);
     }
-    for (int k = 0; k < 4; k++) ok = probe_end(&r[k], lk[k]) == 0 && ok;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++) ok = probe_end(&r[k], lk[k]) == 0 && ok;
+    if (box) py.DecRef(box);
+    for (int k = 0; k < 5; k++)
         if (lk[k]) py.DecRef(lk[k]);
     if (inst) py.DecRef(inst);
     py.Err_Clear();
