@@ -271,25 +271,39 @@ static int acquired_before(const struct code_view *c, uintptr_t code, uint32_t s
     return read_expr(c, last[k - e->n], &before) == last[k] && same_expr(&before, e);
 }
 
+/* What a handler of a code object is, decoded once per scan: the threads of a pool run the same
+ * code, and decoding needs the code's co_code (a call into the interpreter). */
+#define IDIOM_CACHE 64
+static struct idiom { uintptr_t code; uint32_t t, s; int match; struct expr e; } idioms[IDIOM_CACHE];
+
+static const struct idiom *idiom_at(uintptr_t code, uint32_t t, PyObj **bytes) {
+    struct idiom *d = &idioms[(((code >> 4) ^ t) * 2654435761u) % IDIOM_CACHE];
+    if (d->code == code && d->t == t) return d;
+    if (!*bytes) *bytes = fs_py_attr((PyObj *)code, "co_code");
+    if (!*bytes) return NULL;
+    struct code_view c = {(const uint8_t *)*bytes + 32, (uint32_t)(W((uintptr_t)*bytes + 16) / 2)};
+    d->code = code;
+    d->t = t;
+    d->match = finally_releases(&c, code, t, &d->e) == 0 && (d->s = range_start(code, t)) != UINT32_MAX &&
+               acquired_before(&c, code, d->s, &d->e);
+    return d;
+}
+
 /* The Lock a frame at instruction i holds by the idiom, through its chain of enclosing handlers
  * (a finally's handler is itself covered by the one outside it); where it was taken in *at. */
 static uintptr_t finally_lock(uintptr_t code, uintptr_t f, int nlocalsplus, uint32_t i, uint32_t *at_unit) {
     if (!F.ok) return 0;
-    PyObj *bytes = fs_py_attr((PyObj *)code, "co_code");
-    if (!bytes) return 0;
-    struct code_view c = {(const uint8_t *)bytes + 32, (uint32_t)(W((uintptr_t)bytes + 16) / 2)};
+    PyObj *bytes = NULL;
     uintptr_t lock = 0;
     uint32_t t, depth, from = i;
     for (int step = 0; step < 8 && !lock && handler_for(code, from, &t, &depth) == 0 && t != from; step++, from = t) {
-        struct expr e;
-        uint32_t s;
-        if (finally_releases(&c, code, t, &e) == 0 && (s = range_start(code, t)) != UINT32_MAX &&
-            acquired_before(&c, code, s, &e)) {
-            lock = eval_expr(&e, code, f, nlocalsplus);
-            *at_unit = s;
+        const struct idiom *d = idiom_at(code, t, &bytes);
+        if (d && d->match) {
+            lock = eval_expr(&d->e, code, f, nlocalsplus);
+            *at_unit = d->s;
         }
     }
-    py.DecRef(bytes); /* the code object caches it */
+    if (bytes) py.DecRef(bytes); /* the code object caches it */
     return lock;
 }
 
@@ -300,8 +314,19 @@ static void add(uintptr_t lock, uint64_t ident, uintptr_t code, uint32_t at) {
     struct fs_py_held *h = &held[nheld++];
     h->lock = lock;
     h->ident = ident;
-    h->site = fs_py_site_of((PyObj *)code);
-    h->line = py.Code_Addr2Line ? py.Code_Addr2Line((PyObj *)code, (int)at * 2) : 0;
+    /* A pool's threads hold their locks at the same place: its line is computed once per scan. */
+    static uintptr_t last_code;
+    static uint32_t last_at;
+    static uint16_t last_site;
+    static int last_line;
+    if (nheld == 1 || code != last_code || at != last_at) {
+        last_code = code;
+        last_at = at;
+        last_site = fs_py_site_of((PyObj *)code);
+        last_line = py.Code_Addr2Line ? py.Code_Addr2Line((PyObj *)code, (int)at * 2) : 0;
+    }
+    h->site = last_site;
+    h->line = last_line;
 }
 
 /* One thread's frames, innermost first, from its _PyInterpreterFrame `f`. Returns how many Locks
@@ -318,45 +343,78 @@ static int frame_at(uintptr_t f, uintptr_t *code_out, uint32_t *i) {
     return 0;
 }
 
-static int scan_frames(uint64_t ident, uintptr_t f) {
-    uintptr_t released[MAX_RELEASED];
-    int nreleased = 0, found = 0;
-    for (int n = 0; f && n < MAX_DEPTH; n++, f = W(f + 8) /* previous */) {
-        uintptr_t code;
-        uint32_t i;
-        if (frame_at(f, &code, &i) != 0) continue;
-        const uintptr_t *locals = (const uintptr_t *)(f + (uintptr_t)L.localsplus_off);
-        int nlocalsplus = *(const int *)(code + (uintptr_t)L.nlocalsplus_off);
-        if (code == cond.wait_code || code == cond.wait_for_code) { /* it may have released self._lock */
-            uintptr_t lock = nlocalsplus > 0 ? condition_lock(locals[0] & ~(uintptr_t)7) : 0;
-            if (lock && nreleased < MAX_RELEASED) released[nreleased++] = lock;
-            else if (lock) return found; /* too many to tell: prove nothing further out */
-        }
-        uint32_t target, depth;
-        if (nlocalsplus < 0 || handler_for(code, i, &target, &depth) != 0) continue;
-        if (depth > MAX_SLOTS) depth = MAX_SLOTS;
-        const uintptr_t *stack = locals + nlocalsplus;
-        for (uint32_t k = 0; k < depth; k++) {
-            int top;
-            uintptr_t lock = with_lock(stack, k, depth, &top);
-            if (!lock || !is_locked(lock)) continue;
-            int was_released = 0;
-            for (int r = 0; r < nreleased; r++) was_released |= released[r] == lock;
-            if (was_released) continue;
-            /* The with statement's own handler is attributed to its line; a deeper one is not. */
-            add(lock, ident, code, top ? target : i);
-            found++;
-        }
-        uint32_t taken;
-        uintptr_t lock = finally_lock(code, f, nlocalsplus, i, &taken);
-        int was_released = 0;
-        for (int r = 0; r < nreleased; r++) was_released |= released[r] == lock;
-        if (type_is(lock, L.lock_type) && is_locked(lock) && !was_released) {
-            add(lock, ident, code, taken);
-            found++;
+/* One thread's walk, innermost frame first. */
+struct cursor {
+    uint64_t ident;
+    uintptr_t f;                      /* the next frame; 0: done */
+    int n, nreleased;
+    uintptr_t released[MAX_RELEASED]; /* locks a Condition.wait further in released */
+};
+
+static int was_released(const struct cursor *c, uintptr_t lock) {
+    for (int r = 0; r < c->nreleased; r++)
+        if (c->released[r] == lock) return 1;
+    return 0;
+}
+
+/* The cursor's frame, then it moves one frame out. Returns how many Locks that frame holds. */
+static int scan_step(struct cursor *c) {
+    uintptr_t f = c->f, code = OBJ(f + (uintptr_t)L.exec_off);
+    uint32_t i;
+    int found = 0;
+    c->f = ++c->n < MAX_DEPTH ? W(f + 8) /* previous */ : 0;
+    if (!type_is(code, L.code_type)) return 0; /* the C stack's entry frames */
+    const uintptr_t *locals = (const uintptr_t *)(f + (uintptr_t)L.localsplus_off);
+    int nlocalsplus = *(const int *)(code + (uintptr_t)L.nlocalsplus_off);
+    if (code == cond.wait_code || code == cond.wait_for_code) { /* it may have released self._lock */
+        uintptr_t lock = nlocalsplus > 0 ? condition_lock(locals[0] & ~(uintptr_t)7) : 0;
+        if (lock && c->nreleased < MAX_RELEASED) c->released[c->nreleased++] = lock;
+        else if (lock) c->f = 0; /* too many to tell: prove nothing further out */
+    }
+    uintptr_t table = W(code + (uintptr_t)L.exctable_off);
+    if (!table || W(table + 16) == 0) return 0; /* no handler anywhere in this code: most frames */
+    uint32_t target, depth;
+    if (frame_at(f, &code, &i) != 0 || nlocalsplus < 0 || handler_for(code, i, &target, &depth) != 0) return 0;
+    if (depth > MAX_SLOTS) depth = MAX_SLOTS;
+    const uintptr_t *stack = locals + nlocalsplus;
+    for (uint32_t k = 0; k < depth; k++) {
+        int top;
+        uintptr_t lock = with_lock(stack, k, depth, &top);
+        if (!lock || !is_locked(lock) || was_released(c, lock)) continue;
+        /* The with statement's own handler is attributed to its line; a deeper one is not. */
+        add(lock, c->ident, code, top ? target : i);
+        found++;
+    }
+    uint32_t taken;
+    uintptr_t lock = finally_lock(code, f, nlocalsplus, i, &taken);
+    if (type_is(lock, L.lock_type) && is_locked(lock) && !was_released(c, lock)) {
+        add(lock, c->ident, code, taken);
+        found++;
+    }
+    return found;
+}
+
+/* The threads' walks, in lockstep: each step reads one frame of every thread, so the memory reads
+ * of different threads' frames (cold: their threads sleep) overlap instead of waiting in turn. */
+static int scan_all(struct cursor *cs, int n) {
+    int found = 0, active = 1;
+    while (active) {
+        active = 0;
+        for (int k = 0; k < n; k++) {
+            if (!cs[k].f) continue;
+            found += scan_step(&cs[k]);
+            if (cs[k].f) {
+                __builtin_prefetch((const void *)cs[k].f);
+                active = 1;
+            }
         }
     }
     return found;
+}
+
+static int scan_frames(uint64_t ident, uintptr_t f) {
+    struct cursor c = {.ident = ident, .f = f};
+    return scan_all(&c, 1);
 }
 
 static uintptr_t iframe_of(PyObj *frame) {
@@ -365,8 +423,14 @@ static uintptr_t iframe_of(PyObj *frame) {
 }
 
 /* ---- at each fork (snapshot.c) ---- */
+#define MAX_THREADS 1024
+static struct cursor cursors[MAX_THREADS];
+static int ncursors;
+
 void fs_py_held_begin(void) {
     nheld = 0;
+    ncursors = 0;
+    memset(idioms, 0, sizeof idioms); /* code objects of the last scan may be gone */
     memset(&cond, 0, sizeof cond);
     if (!L.ok) return;
     PyObj *modules = py.Import_GetModuleDict();
@@ -386,7 +450,17 @@ void fs_py_held_begin(void) {
 }
 
 void fs_py_held_thread(uint64_t ident, PyObj *frame) {
-    if (L.ok) scan_frames(ident, iframe_of(frame));
+    uintptr_t f = L.ok && ncursors < MAX_THREADS ? iframe_of(frame) : 0;
+    if (f) {
+        cursors[ncursors] = (struct cursor){.ident = ident, .f = f};
+        __builtin_prefetch((const void *)f);
+        ncursors++;
+    }
+}
+
+void fs_py_held_end(void) {
+    scan_all(cursors, ncursors);
+    ncursors = 0;
 }
 
 int fs_py_held_count(void) { return fs_py_snapshot_valid() ? nheld : 0; }
@@ -565,6 +639,7 @@ static int probe_end(struct probe_run *r, PyObj *lock) {
 /* Does the walk find exactly `lock` held by the probe's frame? */
 static int probe_found(struct probe_run *r, PyObj *lock) {
     nheld = 0;
+    memset(idioms, 0, sizeof idioms);
     int n = scan_frames(1, r->f), ok = n == 1 && nheld == 1 && held[0].lock == (uintptr_t)lock;
     nheld = 0;
     return ok;

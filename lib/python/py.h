@@ -137,6 +137,7 @@ void fs_py_held_measure(void);            /* when the hooks are installed; the G
 void fs_py_held_forget(void);             /* the interpreter is gone (see fs_py_binding_forget) */
 void fs_py_held_begin(void);              /* a snapshot starts: forget the last one's */
 void fs_py_held_thread(uint64_t ident, PyObj *frame);  /* a thread's innermost frame (borrowed) */
+void fs_py_held_end(void);                /* reads every thread's frames (all at once: see held.c) */
 
 /* ---- rlock.c ---- */
 void fs_py_rlock_layer_compile(void);     /* when the hooks are installed; the GIL is held */

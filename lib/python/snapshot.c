@@ -138,6 +138,7 @@ void fs_py_snapshot_take(void) {
         fs_py_held_thread(t->ident, frame);
         t->nframes = snap.nframes - t->first; /* what was stored: the frame table may fill up */
     }
+    fs_py_held_end();
     py.DecRef(frames);
     py.Err_Clear();
     atomic_store(&snap.writing, 0);
