@@ -30,10 +30,12 @@ void fs_fork_child(void);     /* new tid, lost threads, the child is armed and o
 enum fs_lock_kind { FS_LOCK_SEMAPHORE, FS_LOCK_PYTHON_RLOCK, FS_LOCK_PYTHON_LOCK, FS_LOCK_PTHREAD };
 /* Whether a lock that a thread lost at the fork holds may be handed to the caller, which would
  * otherwise block on it. `proven`: the lock has been seen used as a lock (taken and released by
- * one thread), or is one by its type (an RLock has an owner). NULL: repair. Otherwise the reason
- * not to, as reported in lock_orphaned: "report_mode", "semaphore_repair_off",
- * "not_proven_lock" (not proven, and another thread of the child could still release it). */
-const char *fs_repair_refusal(enum fs_lock_kind kind, int proven);
+ * one thread), or is one by its type (an RLock has an owner), or by proof of its holder (a Python
+ * Lock). `timed`: the wait has a deadline. NULL: repair. Otherwise the reason not to, as reported
+ * in lock_orphaned: "report_mode", "semaphore_repair_off", "not_proven_lock" (not proven, and
+ * another thread of the child could still release it), "not_proven_timed" (not proven, and the
+ * wait ends at its deadline: the program expects that it may, and the lock may be a signal). */
+const char *fs_repair_refusal(enum fs_lock_kind kind, int proven, int timed);
 
 /* ---- strict.c: strict mode (FORKSAFE_STRICT) and its allow-list (FORKSAFE_ALLOW) ---- */
 #define FS_STRICT_EXIT_STATUS 70   /* a strict child's end: EX_SOFTWARE */

@@ -188,7 +188,7 @@ int fs_mutex_child_lock(pthread_mutex_t *m, struct fs_lock_outcome *out) {
     if (kind & KIND_PRIO_INHERIT) return orphaned(out, m, type, o, "priority_inheritance"), 0;
     if (kind & KIND_PRIO_PROTECT) return orphaned(out, m, type, o, "priority_protect"), 0;
     if (kind & KIND_PSHARED) return orphaned(out, m, type, o, "process_shared"), 0;
-    const char *refused = fs_repair_refusal(FS_LOCK_PTHREAD, 1); /* a mutex is a lock by type */
+    const char *refused = fs_repair_refusal(FS_LOCK_PTHREAD, 1, 0); /* a mutex is a lock by type */
     if (refused) return orphaned(out, m, type, o, refused), 0;
     if (!atomic_compare_exchange_strong(owner, &o, (int)fs_gettid())) return 0; /* another took it */
     if ((kind & KIND_TYPE_MASK) == KIND_RECURSIVE) m->__data.__count = 1;
@@ -215,7 +215,7 @@ int fs_rwlock_child_lock(pthread_rwlock_t *rw, int writer, struct fs_lock_outcom
     if (w == fs_gettid() || !lost_tid(w)) return 0;
     out->would_block = 1;
     if (rw->__data.__shared) return orphaned(out, rw, type, w, "process_shared"), 0;
-    const char *refused = fs_repair_refusal(FS_LOCK_PTHREAD, 1);
+    const char *refused = fs_repair_refusal(FS_LOCK_PTHREAD, 1, 0);
     if (refused) return orphaned(out, rw, type, w, refused), 0;
     /* The caller becomes the writer (for a reader: an exclusive hold, which is more than it
      * asked; its unlock releases it as the writer's would). */

@@ -64,7 +64,7 @@ static fs_token token_of(const struct fs_thread *t) {
  * it inside its block: which one holds it now is unknown). */
 static struct fs_thread *lost_holder(uintptr_t lock, const struct fs_py_held **rec) {
     struct fs_thread *holder = NULL;
-    int n = fs_py_held_count();
+    int n = fs_py_snapshot_valid() ? fs_py_held_count() : 0; /* the proof is of this fork's */
     for (int i = 0; i < n; i++) {
         const struct fs_py_held *h = fs_py_held_get(i);
         if (h->lock != lock) continue;
@@ -78,7 +78,7 @@ static struct fs_thread *lost_holder(uintptr_t lock, const struct fs_py_held **r
 
 FS_FORK_PATH void fs_pylock_child_mark(void) {
     const struct fs_py_lock_layout *l = fs_py_lock_layout();
-    int n = l ? fs_py_held_count() : 0;
+    int n = l && fs_py_snapshot_valid() ? fs_py_held_count() : 0;
     for (int i = 0; i < n; i++) {
         const struct fs_py_held *h = fs_py_held_get(i), *rec;
         if (!lost_holder(h->lock, &rec)) continue;
@@ -129,7 +129,7 @@ int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out) {
             out->owner = token_of(lost);
             out->taken_site = rec->site;
             out->taken_line = rec->line;
-            const char *refused = fs_repair_refusal(FS_LOCK_PYTHON_LOCK, 1);
+            const char *refused = fs_repair_refusal(FS_LOCK_PYTHON_LOCK, 1, timed);
             if (refused) {
                 if (report_once(base)) {
                     out->event = "lock_orphaned";
@@ -154,7 +154,7 @@ int fs_pylock_child_wait(sem_t *s, int timed, struct fs_lock_outcome *out) {
     struct fs_thread *lost = lost_by_ident(owner);
     if (!lost) return 0; /* held by a thread of the child, or by one we do not know */
     out->owner = token_of(lost);
-    const char *refused = fs_repair_refusal(FS_LOCK_PYTHON_RLOCK, 1); /* an RLock is a lock by type */
+    const char *refused = fs_repair_refusal(FS_LOCK_PYTHON_RLOCK, 1, timed); /* an RLock is a lock by type */
     if (refused) {
         if (report_once(base)) {
             out->event = "lock_orphaned";

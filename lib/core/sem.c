@@ -69,13 +69,10 @@ static int take_orphan(sem_t *s, int timed, struct fs_lock_outcome *out) {
     uint32_t flags = fs_sem_flags(t);
     fs_token owner = atomic_load_explicit(&t->owner, memory_order_acquire);
     if ((flags & FS_SEM_NOT_A_LOCK) || !fs_token_lost(owner)) return 0;
-    /* A semaphore not proven a lock may be a signal, and a wait with a deadline ends by itself:
-     * the program expects that it may time out (a Condition's waiter lock, a done-flag). */
-    if (timed && !(flags & FS_SEM_PROVEN)) return 0;
     out->lock = s;
     out->type = "semaphore";
     out->owner = owner;
-    const char *refused = fs_repair_refusal(FS_LOCK_SEMAPHORE, (flags & FS_SEM_PROVEN) != 0);
+    const char *refused = fs_repair_refusal(FS_LOCK_SEMAPHORE, (flags & FS_SEM_PROVEN) != 0, timed);
     if (refused) {
         if (!(atomic_fetch_or(&t->state, FS_SEM_FLAG(FS_SEM_REPORTED)) & FS_SEM_FLAG(FS_SEM_REPORTED))) {
             out->event = "lock_orphaned";

@@ -1,23 +1,25 @@
 // SPDX-License-Identifier: MIT
 // Which CPython 3.13.1+ Locks each thread holds at a fork, read from its frames in the parent
 // (the GIL held, when the snapshot is taken). A Lock is a PyMutex and records no owner; what
-// proves that a thread holds one is a `with` block it is inside: the interpreter keeps that
-// block's __exit__ -- bound to the lock, or to a Condition whose _lock it is -- on the frame's
-// value stack until the block ends. Which part of the value stack is live does not need the
-// frame's stack pointer (3.13 keeps it in a register while the frame runs): the code object's
-// exception table gives, for the instruction the frame is at, the depth its handler unwinds to,
-// and every slot below that depth is live.
-//   Proof:     `with lock:`; `with cond:` for a Condition over a Lock (queue.Queue's and
-//              threading.Semaphore's Conditions are such).
-//   Not proof: the thread is still entering the block (its __exit__ is not yet covered by the
-//              block's handler); a frame further in is Condition.wait/wait_for on the same lock
-//              (wait releases it); a bare acquire() leaves no trace (core/pylock.c explains that
-//              hang instead of repairing it).
+// proves that a thread holds one is where its frames are:
+//  - inside `with lock:` (or `with cond:` for a Condition over a Lock: queue.Queue's and
+//    threading.Semaphore's are such): the interpreter keeps the block's __exit__ on the frame's
+//    value stack until the block ends. Which part of the value stack is live does not need the
+//    frame's stack pointer (3.13 keeps it in a register while the frame runs): the code object's
+//    exception table gives, for the instruction the frame is at, the depth its handler unwinds
+//    to, and every slot below that depth is live;
+//  - inside `try:` right after `lock.acquire()`, whose `finally:` begins `lock.release()`: read
+//    from the code (co_code) with opcodes learned per interpreter.
+// Not proof: the thread is still entering the block (its __exit__ is not yet covered by the
+// block's handler); a frame further in is Condition.wait/wait_for on the same lock (wait releases
+// it) or Condition.__exit__ (leaving); a bare acquire() leaves no trace (core/pylock.c explains
+// that hang instead of repairing it).
 // The child (core/pylock.c) repairs a Lock only if a lost thread, and no thread that lives on,
-// held it by this proof. Offsets are measured once, when the hooks are installed, on a generator
-// of ours suspended inside `with lock:` -- this same walk must find that lock there, or nothing
-// here is used. Reads are plain loads: every object read is alive and not changing (the GIL is
-// held; other threads are stopped outside the interpreter).
+// held it by this proof. Offsets and opcodes are measured once, when the hooks are installed, on
+// generators of ours suspended inside `with lock:` and inside each form of the try/finally idiom:
+// this same walk must find their locks, or that part is not used. Reads are plain loads: every
+// object read is alive and not changing (the GIL is held; other threads are stopped outside the
+// interpreter). Cost: one cold read per frame, most frames have no handler (docs/internals.md).
 #include "py.h"
 
 #include <string.h>
@@ -39,7 +41,7 @@ static struct {
 } L;
 
 /* threading's Condition, looked up at each fork (the program may import threading late). */
-static struct { uintptr_t exit_fn, wait_code, wait_for_code; } cond;
+static struct { uintptr_t exit_fn, exit_code, wait_code, wait_for_code; } cond;
 
 static struct fs_py_held held[MAX_HELD];
 static int nheld;
@@ -366,7 +368,9 @@ static int scan_step(struct cursor *c) {
     if (!type_is(code, L.code_type)) return 0; /* the C stack's entry frames */
     const uintptr_t *locals = (const uintptr_t *)(f + (uintptr_t)L.localsplus_off);
     int nlocalsplus = *(const int *)(code + (uintptr_t)L.nlocalsplus_off);
-    if (code == cond.wait_code || code == cond.wait_for_code) { /* it may have released self._lock */
+    /* wait() releases self._lock while it waits; __exit__, called from a `with` block's exception
+     * handler (where the block's __exit__ is still on the stack), may just have released it. */
+    if (code == cond.wait_code || code == cond.wait_for_code || code == cond.exit_code) {
         uintptr_t lock = nlocalsplus > 0 ? condition_lock(locals[0] & ~(uintptr_t)7) : 0;
         if (lock && c->nreleased < MAX_RELEASED) c->released[c->nreleased++] = lock;
         else if (lock) c->f = 0; /* too many to tell: prove nothing further out */
@@ -440,11 +444,13 @@ void fs_py_held_begin(void) {
     PyObj *exit_fn = fs_py_attr(condition, "__exit__");
     PyObj *wait = fs_py_attr(condition, "wait"), *wait_for = fs_py_attr(condition, "wait_for");
     PyObj *wc = wait ? fs_py_attr(wait, "__code__") : NULL, *wfc = wait_for ? fs_py_attr(wait_for, "__code__") : NULL;
+    PyObj *ec = exit_fn ? fs_py_attr(exit_fn, "__code__") : NULL;
     /* Functions of the class: alive as long as threading is; compared by address only. */
     cond.exit_fn = (uintptr_t)exit_fn;
     cond.wait_code = (uintptr_t)wc;
     cond.wait_for_code = (uintptr_t)wfc;
-    PyObj *refs[] = {exit_fn, wait, wait_for, wc, wfc};
+    cond.exit_code = (uintptr_t)ec;
+    PyObj *refs[] = {exit_fn, wait, wait_for, wc, wfc, ec};
     for (unsigned i = 0; i < sizeof refs / sizeof refs[0]; i++)
         if (refs[i]) py.DecRef(refs[i]);
 }
@@ -463,7 +469,7 @@ void fs_py_held_end(void) {
     ncursors = 0;
 }
 
-int fs_py_held_count(void) { return fs_py_snapshot_valid() ? nheld : 0; }
+int fs_py_held_count(void) { return nheld; }
 const struct fs_py_held *fs_py_held_get(int i) { return &held[i]; }
 
 /* ---- measured once, on objects of ours ---- */

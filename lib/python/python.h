@@ -92,7 +92,7 @@ struct fs_py_held {
     uint16_t site;                /* where: the frame's code (fs_py_site) */
     int line;                     /* the with statement's line */
 };
-/* The records of the fork being reported (0 if the snapshot does not describe it). Async-signal-safe. */
+/* The records of the last snapshot (use them only if fs_py_snapshot_valid()). Async-signal-safe. */
 int fs_py_held_count(void);
 const struct fs_py_held *fs_py_held_get(int i);
 

@@ -93,7 +93,9 @@ static void render_lock(struct fs_out *o, const void *ctx) {
     } else {
         fs_out_text(o, "; not repaired (");
         fs_out_str(o, "reason", c->reason);
-        fs_out_text(o, "): unless another thread releases it, this wait never ends");
+        fs_out_text(o, c->reason && strcmp(c->reason, "not_proven_timed") == 0
+                           ? "): unless another thread releases it, this wait times out"
+                           : "): unless another thread releases it, this wait never ends");
     }
 }
 

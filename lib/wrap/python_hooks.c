@@ -10,7 +10,7 @@
 static void child_resumes(void) {
     fs_py_green_child();
     fs_report_fork_if_owed();
-    if (fs_py_rlock_layer_wanted() && !fs_repair_refusal(FS_LOCK_PYTHON_RLOCK, 1))
+    if (fs_py_rlock_layer_wanted() && !fs_repair_refusal(FS_LOCK_PYTHON_RLOCK, 1, 0))
         fs_py_release_lost_rlocks(fs_report_python_rlock);
 }
 
