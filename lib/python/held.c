@@ -743,7 +743,78 @@ static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
     F.ok = ok;
 }
 
+/* ---- the calling thread's own Python stack, read without the GIL (a waiter in a child) ---- */
+static struct {
+    int ok;
+    int current_frame_off;            /* in a thread state */
+    int name_off, filename_off;       /* co_name, co_filename in a code object */
+    int str_len_off, str_ascii_off;   /* a compact ASCII str: its length and its characters */
+    uintptr_t str_type;
+} S;
+
+/* A name's characters if it is a plain ASCII str, else "?". */
+static const char *ascii_of(uintptr_t s, int *len) {
+    *len = 1;
+    if (!type_is(s, S.str_type)) return "?";
+    uintptr_t n = W(s + (uintptr_t)S.str_len_off);
+    const char *c = (const char *)(s + (uintptr_t)S.str_ascii_off);
+    if (n == 0 || n > 512) return "?";
+    for (uintptr_t k = 0; k < n; k++)
+        if ((unsigned char)c[k] < 0x20 || (unsigned char)c[k] > 0x7e) return "?"; /* not compact ASCII */
+    if (c[n] != '\0') return "?";
+    *len = (int)n;
+    return c;
+}
+
+int fs_py_own_stack(struct fs_py_raw_frame *out, int cap) {
+    void *tstate = S.ok && py.GILState_GetThisThreadState ? py.GILState_GetThisThreadState() : NULL;
+    uintptr_t f = tstate ? W((uintptr_t)tstate + (uintptr_t)S.current_frame_off) : 0;
+    int n = 0;
+    for (int depth = 0; f && !(f & 7) && n < cap && depth < MAX_DEPTH; depth++, f = W(f + 8)) {
+        uintptr_t code;
+        uint32_t i;
+        if (frame_at(f, &code, &i) != 0) continue;
+        struct fs_py_raw_frame *r = &out[n++];
+        r->file = ascii_of(W(code + (uintptr_t)S.filename_off), &r->file_len);
+        r->func = ascii_of(W(code + (uintptr_t)S.name_off), &r->func_len);
+        r->line = py.Code_Addr2Line ? py.Code_Addr2Line((PyObj *)code, (int)i * 2) : 0; /* reads the line table only */
+    }
+    return n;
+}
+
+/* Where a thread state points to its innermost frame, and how names are laid out: from our own
+ * thread (its current frame is the Python code that started a thread, or made an event loop) and
+ * the probe's code object. */
+static void measure_own_stack(PyObj *code) {
+    memset(&S, 0, sizeof S);
+    PyObj *name = fs_py_attr(code, "co_name"), *file = fs_py_attr(code, "co_filename");
+    void *tstate = py.GILState_GetThisThreadState ? py.GILState_GetThisThreadState() : NULL;
+    uintptr_t f = py.Eval_GetFrame ? iframe_of(py.Eval_GetFrame()) : 0;
+    int ok = name && file && tstate && f;
+    S.current_frame_off = ok ? find_word((uintptr_t)tstate, 16, 1024, f, ~(uintptr_t)0) : -1;
+    S.name_off = ok ? find_word((uintptr_t)code, 16, L.adaptive_off, (uintptr_t)name, ~(uintptr_t)0) : -1;
+    S.filename_off = ok ? find_word((uintptr_t)code, 16, L.adaptive_off, (uintptr_t)file, ~(uintptr_t)0) : -1;
+    static const char probe_name[] = "forksafe_probe";
+    S.str_len_off = ok ? find_word((uintptr_t)name, 16, 40, sizeof probe_name - 1, ~(uintptr_t)0) : -1;
+    S.str_ascii_off = -1;
+    for (int o = 24; ok && o < 96 && S.str_ascii_off < 0; o += 8)
+        if (memcmp((const char *)name + o, probe_name, sizeof probe_name) == 0) S.str_ascii_off = o;
+    S.str_type = ok ? W((uintptr_t)name + 8) : 0;
+    S.ok = S.current_frame_off > 0 && S.name_off > 0 && S.filename_off > 0 && S.str_len_off > 0 && S.str_ascii_off > 0;
+    if (S.ok) { /* the proof: our own stack, read this way, starts in the frame Python gives */
+        struct fs_py_raw_frame r[1];
+        uintptr_t c0;
+        uint32_t i0;
+        S.ok = fs_py_own_stack(r, 1) == 1 && frame_at(f, &c0, &i0) == 0 && r[0].func[0] != '?' &&
+               (size_t)r[0].func_len == strlen(fs_py_str((PyObj *)W(c0 + (uintptr_t)S.name_off)) ?: "");
+    }
+    if (name) py.DecRef(name);
+    if (file) py.DecRef(file);
+    py.Err_Clear();
+}
+
 void fs_py_held_forget(void) { /* its types are gone */
+    memset(&S, 0, sizeof S);
     memset(&L, 0, sizeof L);
     memset(&F, 0, sizeof F);
 }
@@ -792,6 +863,7 @@ void fs_py_held_measure(void) {
         ok = y == marker && is_locked((uintptr_t)lock) && measure_frame(gen, code, lock, marker) == 0;
         if (y) py.DecRef(y);
     }
+    if (ok) measure_own_stack(code);
     if (ok) { /* the proof: the walk finds our lock held by this generator's frame, and no other */
         L.ok = 1;
         nheld = 0;

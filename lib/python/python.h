@@ -95,6 +95,11 @@ struct fs_py_held {
 /* The records of the last snapshot (use them only if fs_py_snapshot_valid()). Async-signal-safe. */
 int fs_py_held_count(void);
 const struct fs_py_held *fs_py_held_get(int i);
+/* The calling thread's Python stack, innermost first, read without the GIL (a thread waiting in a
+ * child: its frames are its own). Names are ASCII, not NUL-terminated ("?" if not plain ASCII).
+ * Returns how many frames were written; 0 where not measured. */
+struct fs_py_raw_frame { const char *file, *func; int file_len, func_len, line; };
+int fs_py_own_stack(struct fs_py_raw_frame *out, int cap);
 
 /* ---- rlock.c ---- */
 /* Is the RLock layer to run in this child? (FORKSAFE_REPAIR_RLOCKS, the version, the snapshot) */

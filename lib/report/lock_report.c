@@ -29,6 +29,30 @@ static void text_self(struct fs_out *o, const char *name) {
     fs_out_quoted(o, NULL, name);
 }
 
+/* The waiting thread's own Python stack (a Python lock's waiter), read now, without the GIL. */
+static void waiter_stack(struct fs_out *o) {
+    struct fs_py_raw_frame f[32];
+    int cap = o->max_frames < 32 ? o->max_frames : 32;
+    int n = fs_py_own_stack(f, cap);
+    if (n <= 0) return;
+    if (n == cap) o->truncated = 1;
+    if (!o->json) fs_out_text(o, "; waiting in:");
+    fs_out_list(o, "waiter_python_stack");
+    for (int k = 0; k < n; k++) {
+        const struct fs_py_raw_frame *r = &f[o->json ? k : n - 1 - k]; /* text: most recent call last */
+        char file[256], func[128];
+        int fl = r->file_len < (int)sizeof file - 1 ? r->file_len : (int)sizeof file - 1;
+        int nl = r->func_len < (int)sizeof func - 1 ? r->func_len : (int)sizeof func - 1;
+        memcpy(file, r->file, (size_t)fl);
+        file[fl] = '\0';
+        memcpy(func, r->func, (size_t)nl);
+        func[nl] = '\0';
+        fs_out_line(o, "      ");
+        fs_out_frame(o, file, r->line, func);
+    }
+    fs_out_end_list(o);
+}
+
 static void render_lock(struct fs_out *o, const void *ctx) {
     const struct lock_ctx *c = ctx;
     char name[16];
@@ -96,6 +120,7 @@ static void render_lock(struct fs_out *o, const void *ctx) {
         fs_out_text(o, c->reason && strcmp(c->reason, "not_proven_timed") == 0
                            ? "): unless another thread releases it, this wait times out"
                            : "): unless another thread releases it, this wait never ends");
+        if (c->type[0] == 'p' && c->type[1] == 'y') waiter_stack(o); /* python_lock, python_rlock */
     }
 }
 

@@ -9,7 +9,7 @@
 #                 repaired as python_lock, naming where the thread took it;
 #   --lock lock-bare: the Lock taken by a bare acquire(): nothing proves who holds it, so it is
 #                 not repaired, but a worker about to wait for it forever says so (lock_orphaned,
-#                 python_lock, owner_unknown).
+#                 python_lock, owner_unknown, with the worker's Python stack: app in server_app.py).
 #   check_servers.py --shim LIB --root trixie|sid --server gunicorn|uwsgi --lock rlock|lock|lock-bare
 import os
 import subprocess
@@ -93,7 +93,10 @@ def main():
         orphaned = [e for e in of(evs, "lock_orphaned") if e["type"] == "python_lock"]
         if not orphaned or any(e.get("reason") != "owner_unknown" for e in orphaned):
             fail("a worker waiting for the Lock for good reports it (python_lock, owner_unknown)", evs)
-        print("ok: %s in %s: the Lock is not repaired (no owner), and %d worker(s) explain the hang"
+        if any(not any(f.get("function") == "app" and f.get("file", "").endswith("server_app.py")
+                       for f in e.get("waiter_python_stack", [])) for e in orphaned):
+            fail("the report gives the waiting worker's Python stack (app in server_app.py)", evs)
+        print("ok: %s in %s: the Lock taken by a bare acquire() is not repaired, and %d worker(s) explain the hang"
               % (a.server, a.root, len(orphaned)))
 
 
