@@ -8,23 +8,11 @@
 import argparse
 import os
 import shutil
-import stat
 import struct
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import fail, run  # noqa: E402
-
-failures = []
-
-
-def expect(cond, what, detail=""):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + detail.replace("\n", "\n     "))
+from deploylib import end_checks, expect, run
 
 
 def fake_elf(path, cls64=True, machine=62, interp=None, mode=0o755):
@@ -194,8 +182,7 @@ def main():
             shutil.rmtree(suid_dir, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        fail("%d check(s) failed: %s" % (len(failures), "; ".join(failures)))
+    end_checks()
     print("PASS")
 
 

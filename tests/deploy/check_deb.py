@@ -10,12 +10,9 @@
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import APP_DIR, REPO, RootCopy, fail, free_port, require_root_fs, run, serve_and_query, skip  # noqa: E402
+from deploylib import APP_DIR, REPO, RootCopy, fail, free_port, require_root_fs, run, serve_and_query, skip
 
 
 def source_files():

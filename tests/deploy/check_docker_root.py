@@ -18,12 +18,9 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import REPO, RootCopy, fail, free_port, require_root_fs, run, serve_and_query, skip  # noqa: E402
+from deploylib import REPO, RootCopy, fail, free_port, require_root_fs, run, serve_and_query, skip
 
 
 def parse(path):

@@ -10,11 +10,9 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import APP_DIR, fail, free_port, run, serve_and_query, skip  # noqa: E402
+from deploylib import APP_DIR, fail, free_port, run, serve_and_query, skip
 
 GUNICORN = "/usr/bin/gunicorn"
 

@@ -15,19 +15,8 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import fail, run  # noqa: E402
-from journal_listener import Listener, text  # noqa: E402
-
-failures = []
-
-
-def expect(cond, what, detail=""):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + str(detail).replace("\n", "\n     ")[:6000])
+from deploylib import end_checks, expect, run
+from journal_listener import Listener, text
 
 
 # The parent's thread holds an RLock (repaired on every CPython) when the main thread forks. The
@@ -172,8 +161,7 @@ def main():
                "no journal, FORKSAFE_FORMAT=json: JSON lines on stderr", r.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        fail("%d check(s) failed: %s" % (len(failures), "; ".join(failures)))
+    end_checks()
     print("PASS")
 
 

@@ -8,11 +8,8 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import fail, run, skip  # noqa: E402
+from deploylib import fail, run, skip
 
 
 def main():

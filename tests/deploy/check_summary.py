@@ -16,18 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import fail, run  # noqa: E402
-
-failures = []
-
-
-def expect(cond, what, detail=""):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + str(detail).replace("\n", "\n     ")[:8000])
+from deploylib import end_checks, expect, run
 
 
 # Forks twice while a named thread holds an RLock (each child takes it: repaired), then a
@@ -216,8 +205,7 @@ def main():
                     expect("Malformed lines:" in out, what + ": malformed lines shown", out[-2000:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        fail("%d check(s) failed: %s" % (len(failures), "; ".join(failures)))
+    end_checks()
     print("PASS")
 
 

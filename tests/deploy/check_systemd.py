@@ -12,12 +12,10 @@ import os
 import re
 import shlex
 import shutil
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import APP_DIR, fail, free_port, run, serve_and_query, skip  # noqa: E402
-from journal_listener import Listener, text  # noqa: E402
+from deploylib import APP_DIR, fail, free_port, run, serve_and_query, skip
+from journal_listener import Listener, text
 
 
 def verify(unit_dir, unit):

@@ -29,6 +29,24 @@ def fail(why):
     sys.exit(1)
 
 
+# Soft checks: each prints `ok` or `FAIL` and the driver goes on, so one run shows every problem;
+# end_checks() then fails the test if any did.
+failures = []
+
+
+def expect(cond, what, detail=""):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+        if detail:
+            print("     " + str(detail).replace("\n", "\n     ")[:8000])
+
+
+def end_checks():
+    if failures:
+        fail("%d check(s) failed: %s" % (len(failures), "; ".join(failures)))
+
+
 def run(cmd, timeout, **kw):
     """subprocess.run with text output captured and a timeout that fails the test."""
     kw.setdefault("stdout", subprocess.PIPE)
