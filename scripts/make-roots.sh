@@ -16,6 +16,9 @@ set -euo pipefail
 ROOTS_DIR=${FORKSAFE_ROOTS_DIR:-/var/tmp/forksafe-roots}
 # What every root holds. Changing this list remakes the roots (the stamp records it).
 PACKAGES="python3 gunicorn uwsgi-core uwsgi-plugin-python3 python3-gevent python3-setproctitle procps strace"
+# And CPython's own test suite for the root's python3 (libpython3.X-testsuite: the tests/cpython
+# comparison runs there too).
+TESTSUITE='libpython$(python3 -c "import sys; print(\"%d.%d\" % sys.version_info[:2])")-testsuite'
 SKIP=77
 
 skip() { echo "make-roots: $*; the roots are not made (tests that need them skip)" >&2; exit $SKIP; }
@@ -28,7 +31,7 @@ for n in "${names[@]}"; do
   case $n in trixie|sid) ;; *) die "unknown root '$n' (known: trixie sid)";; esac
 done
 
-stamp_line() { echo "packages: $PACKAGES"; }
+stamp_line() { echo "packages: $PACKAGES + the test suite of python3"; }
 complete() { [ -f "$ROOTS_DIR/$1/.forksafe-root" ] && grep -qxF "$(stamp_line)" "$ROOTS_DIR/$1/.forksafe-root"; }
 
 todo=()
@@ -95,6 +98,7 @@ make_root() {
   # shellcheck disable=SC2086
   if ! { in_new_root "$tmp" apt-get update -qq &&
          in_new_root "$tmp" apt-get install -y -qq --no-install-recommends $PACKAGES &&
+         in_new_root "$tmp" sh -c "apt-get install -y -qq --no-install-recommends $TESTSUITE" &&
          in_new_root "$tmp" apt-get clean; } >>"$tmp.log" 2>&1; then
     reachable "$name" || skip "Debian's registry became unreachable during apt-get install"
     tail -5 "$tmp.log" >&2; die "installing the packages into $name failed (log: $tmp.log)"

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from forksafe_test import preload, resolve
+from forksafe_test import IN_ROOT, preload, resolve, root_path
 
 SKIP = 77
 MODULES = ["test_threading", "test_thread", "test_fork1", "test_os", "test_logging", "test_queue",
@@ -85,7 +85,7 @@ def parse(out, cut_off):
 
 def run_regrtest(py, version, module, env, timeout, workdir, tag, match=None):
     """One regrtest process, bounded by regrtest's --timeout (3.x) and an outer timeout."""
-    cmd = [py, "-m", "test.regrtest" if version < (3,) else "test", "-v"]
+    cmd = py + ["-m", "test.regrtest" if version < (3,) else "test", "-v"]
     if version >= (3,):
         cmd += ["--timeout", str(int(timeout))]
     if match:
@@ -155,7 +155,7 @@ class Side:
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("LD_PRELOAD", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
                                  "PYTHONWARNINGS", "PYTHONUNBUFFERED")
-                    and not k.startswith("FORKSAFE_")}
+                    and not (k.startswith("FORKSAFE_") and k != "FORKSAFE_ROOTS_DIR")}
         self.env["TMPDIR"] = os.path.join(workdir, "tmp")
         for d in (self.logdir, self.env["TMPDIR"]):
             os.makedirs(d, exist_ok=True)
@@ -166,7 +166,7 @@ class Side:
         self.count = 0
 
     def list_cases(self, module):
-        cmd = [self.py, "-m", "test.regrtest" if self.version < (3,) else "test", "--list-cases", module]
+        cmd = self.py + ["-m", "test.regrtest" if self.version < (3,) else "test", "--list-cases", module]
         out = subprocess.run(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              timeout=120, universal_newlines=True, cwd=self.workdir).stdout
         return [line[len("test."):] for line in out.split() if line.startswith("test.")]
@@ -243,7 +243,9 @@ def find_known(entries, v, mode, tid):
 
 def main():
     ap = argparse.ArgumentParser(description="CPython's regression tests without and with the shim, compared")
-    ap.add_argument("--interp", required=True, help="a path, debian, or pyenv:X.Y (see resolve() in tests/lib/forksafe_test.py)")
+    ap.add_argument("--interp", help="a path, debian, or pyenv:X.Y (see resolve() in tests/lib/forksafe_test.py)")
+    ap.add_argument("--root", help="instead: python3 inside this Debian root (scripts/make-roots.sh), "
+                                   "run through scripts/in-root.sh; its libpython3.X-testsuite package")
     ap.add_argument("--shim", required=True)
     ap.add_argument("--modules", default=",".join(MODULES))
     ap.add_argument("--reports", choices=("log", "stderr"), default="log",
@@ -254,33 +256,44 @@ def main():
     ap.add_argument("--test-timeout", type=int, default=60, help="seconds for a rerun of one test")
     ap.add_argument("--keep", help="keep every run's output in this directory")
     args = ap.parse_args()
+    if bool(args.interp) == bool(args.root):
+        ap.error("give --interp or --root")
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)   # progress shows while it runs
 
     if not os.path.exists(args.shim):
         print("FAIL: shim %s does not exist" % args.shim)
         return 1
-    py = resolve(args.interp)
-    if py is None:
-        print("SKIP: interpreter %s is not on this machine" % args.interp)
-        return SKIP
+    workdir = args.keep or tempfile.mkdtemp(prefix="cpy-regr-")
+    os.makedirs(workdir, exist_ok=True)
+    if args.root:   # the root's python3, in the work directory (bound at its own path), via in-root.sh
+        where = root_path(args.root)
+        if not os.path.exists(os.path.join(where, "usr", "bin", "python3")):
+            print("SKIP: no root %s at %s" % (args.root, where))
+            return SKIP
+        py = [IN_ROOT, "--rw", workdir, args.root, "--", "/bin/sh", "-c", 'cd "$0" && exec python3 "$@"', workdir]
+    else:
+        path = resolve(args.interp)
+        if path is None:
+            print("SKIP: interpreter %s is not on this machine" % args.interp)
+            return SKIP
+        py, where = [path], "/"
     version = tuple(int(x) for x in subprocess.check_output(
-        [py, "-c", "import sys; print('%d %d %d' % sys.version_info[:3])"], timeout=60,
+        py + ["-c", "import sys; print('%d %d %d' % sys.version_info[:3])"], timeout=60,
         universal_newlines=True).split())
     v = ".".join(map(str, version))
-    testdir = subprocess.check_output([py, "-c", "import os, test; print(os.path.dirname(test.__file__))"],
+    testdir = subprocess.check_output(py + ["-c", "import os, test; print(os.path.dirname(test.__file__))"],
                                       timeout=60, universal_newlines=True).strip()
+    seen = os.path.join(where, testdir.lstrip("/"))   # the same directory, seen from here
     modules = [m for m in args.modules.split(",")
-               if os.path.exists(os.path.join(testdir, m + ".py")) or os.path.isdir(os.path.join(testdir, m))]
+               if os.path.exists(os.path.join(seen, m + ".py")) or os.path.isdir(os.path.join(seen, m))]
     for m in sorted(set(args.modules.split(",")) - set(modules)):
         print("SKIP: %s is not in %s" % (m, testdir))
     if not modules:
         return SKIP
     known = load_known(args.known)
-    workdir = args.keep or tempfile.mkdtemp(prefix="cpy-regr-")
-    os.makedirs(workdir, exist_ok=True)
     side = Side(args, py, version, os.path.abspath(args.shim), workdir)
-    print("CPython %s (%s), reports: %s, work directory %s" % (v, py, args.reports, workdir))
+    print("CPython %s (%s), reports: %s, work directory %s" % (v, args.root or py[0], args.reports, workdir))
 
     problems, timings = [], []
     for module in modules:
