@@ -625,7 +625,7 @@ def write_results(path, info, R, args, elapsed):
         if isinstance(v, list):
             v = " ".join(v)
         w("| %s | %s |" % (label, str(v).replace("|", "\\|")))
-    w("| run | %s rounds per workload (4, 7 and the recorded rows of 11–12: %s; gunicorn: %s × %d s; memory: %s), %.0f s in all |"
+    w("| run | %s rounds per workload (4, 7, 15 and the recorded rows of 11–12: %s; gunicorn: %s × %d s; memory: %s), %.0f s in all |"
       % (args.pairs, args.fork_pairs, args.gunicorn_pairs, args.gunicorn_seconds, args.mem_pairs, elapsed))
     w("")
 
