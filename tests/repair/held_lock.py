@@ -110,6 +110,15 @@ class Scenario(object):
             os.close(fd)
 
 
+def hold_in_with(s, ctx):
+    """A holder that takes `ctx` in a `with` block and stays inside it until released."""
+    def hold():
+        with ctx:
+            s.signal_ready()
+            s.block_until_released()
+    return hold
+
+
 def setup_lock(factory):
     s = Scenario()
     lock = factory()
@@ -157,10 +166,7 @@ def setup_lock_with():
     s = Scenario()
     lock = threading.Lock()
 
-    def hold():
-        with lock:
-            s.signal_ready()
-            s.block_until_released()
+    hold = hold_in_with(s, lock)
 
     def child():
         with lock:
@@ -177,10 +183,7 @@ def setup_condition_lock():
     s = Scenario()
     cond = threading.Condition(threading.Lock())
 
-    def hold():
-        with cond:
-            s.signal_ready()
-            s.block_until_released()
+    hold = hold_in_with(s, cond)
 
     def child():
         with cond:
@@ -248,10 +251,7 @@ def setup_condition():
     s = Scenario()
     cond = threading.Condition()  # an RLock underneath
 
-    def hold():
-        with cond:
-            s.signal_ready()
-            s.block_until_released()
+    hold = hold_in_with(s, cond)
 
     def child():
         with cond:
@@ -265,10 +265,7 @@ def setup_queue():
     s = Scenario()
     q = queue.Queue()
 
-    def hold():
-        with q.mutex:  # as put()/get() do while they touch the queue
-            s.signal_ready()
-            s.block_until_released()
+    hold = hold_in_with(s, q.mutex)  # as put()/get() do while they touch the queue
 
     def child():
         q.put(1)
