@@ -158,17 +158,22 @@ static void orphaned(struct fs_lock_outcome *out, const void *lock, const char *
 /* In a forked child, the thread that forked is the one whose tid is the child's pid. */
 static int caller_is_forker(void) { return fs_gettid() == fs_proc.pid; }
 
+/* Only a process-private lock is the child's own copy. A process-shared one (robust ones are
+ * too) lives in memory the parent still uses: an owner equal to the forker's old tid there is the
+ * parent's thread holding it now, and writing the child's tid into it would take the parent's
+ * lock from it (uWSGI's master and workers share robust mutexes). */
 void fs_mutex_fix_forker(pthread_mutex_t *m) {
     _Atomic int *owner = (_Atomic int *)&m->__data.__owner;
     int o = atomic_load_explicit(owner, memory_order_relaxed);
-    if (o != 0 && o == fs_proc.forker_old_tid && caller_is_forker())
+    if (o != 0 && o == fs_proc.forker_old_tid && !(m->__data.__kind & (KIND_PSHARED | KIND_ROBUST)) &&
+        caller_is_forker())
         atomic_compare_exchange_strong(owner, &o, (int)fs_gettid());
 }
 
 void fs_rwlock_fix_forker(pthread_rwlock_t *rw) {
     _Atomic int *writer = (_Atomic int *)&rw->__data.__cur_writer;
     int w = atomic_load_explicit(writer, memory_order_relaxed);
-    if (w != 0 && w == fs_proc.forker_old_tid && caller_is_forker())
+    if (w != 0 && w == fs_proc.forker_old_tid && !rw->__data.__shared && caller_is_forker())
         atomic_compare_exchange_strong(writer, &w, (int)fs_gettid());
 }
 

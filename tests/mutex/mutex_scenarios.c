@@ -225,6 +225,39 @@ static int rwlock_lost(int held_write, int want_write) {
     return status == (shim() ? 0 : 2) ? 0 : 1;
 }
 
+/* A process-shared mutex is not the child's copy. The parent's forking thread takes it after the
+ * fork -- in the shared memory its owner is then the tid the child's thread had in the parent --
+ * and the child tries it: the child must leave it the parent's, whose unlock (error-checking:
+ * glibc verifies the owner) then succeeds. (uWSGI's master and workers share such mutexes.) */
+static int forker_pshared_parent(void) {
+    pthread_mutex_t *m = new_mutex(PTHREAD_MUTEX_ERRORCHECK, 1, 0, 0);
+    struct mholder h = {.m = new_mutex(PTHREAD_MUTEX_NORMAL, 0, 0, 0), .times = 1};
+    int go[2], done[2];
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    hold(&h); /* a second thread: the child is one the shim watches */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char c;
+        close(go[1]);
+        close(done[0]);
+        if (read(go[0], &c, 1) != 1) _exit(4); /* the parent holds it now */
+        int r = pthread_mutex_trylock(m);
+        _exit(r == EBUSY ? 0 : 3);
+    }
+    close(go[0]);
+    close(done[1]);
+    CHECK(pthread_mutex_lock(m) == 0);
+    CHECK(write(go[1], "g", 1) == 1);
+    char c;
+    ssize_t n = read(done[0], &c, 1); /* end of file: the child is gone */
+    int st = wait_child(pid, DONE_MS);
+    int unlocked = pthread_mutex_unlock(m);
+    if (unlocked != 0) fprintf(stderr, "forker_pshared_parent: the parent's unlock returned %d (%s)\n", unlocked, strerror(unlocked));
+    let_go(&h);
+    return n == 0 && unlocked == 0 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
 static int single_threaded_forker(void) {
     /* A process that never had a second thread: glibc's wart hurts it too. */
     return forker(PTHREAD_MUTEX_ERRORCHECK, 0, 0);
@@ -234,7 +267,7 @@ static const struct { const char *name; int (*run)(void); } cases[] = {
     {"lost_normal", NULL}, {"lost_errorcheck", NULL}, {"lost_recursive", NULL}, {"lost_adaptive", NULL},
     {"lost_timedlock", NULL}, {"lost_clocklock", NULL},
     {"forker_errorcheck_unlock", NULL}, {"forker_recursive_relock", NULL}, {"forker_recursive_trylock", NULL},
-    {"forker_single_threaded", single_threaded_forker},
+    {"forker_single_threaded", single_threaded_forker}, {"forker_pshared_parent", forker_pshared_parent},
     {"never_trylock", never_trylock}, {"never_pshared", NULL}, {"never_robust", NULL}, {"never_prio_inherit", NULL},
     {"never_child_thread", never_child_thread},
     {"rwlock_write_lost", NULL}, {"rwlock_read_wanted_write_lost", NULL}, {"never_rwlock_read_held", NULL},
