@@ -174,6 +174,14 @@ static PyObj *key_for(const char *literal) {
 
 void fs_py_binding_forget(void) { memset(keys, 0, sizeof keys); } /* line numbers: per session */
 
+PyObj *fs_py_call_method(PyObj *o, const char *method) {
+    PyObj *m = fs_py_attr(o, method);
+    PyObj *r = m ? py.Object_CallObject(m, NULL) : NULL;
+    if (m) py.DecRef(m);
+    py.Err_Clear();
+    return r;
+}
+
 PyObj *fs_py_attr(PyObj *o, const char *name) {
     PyObj *k = py.Object_GetAttr ? key_for(name) : NULL;
     PyObj *r = k ? py.Object_GetAttr(o, k) : py.Object_GetAttrString(o, name);

@@ -527,14 +527,6 @@ static int find_word(uintptr_t base, int from, int to, uintptr_t v, uintptr_t ma
     return -1;
 }
 
-static PyObj *call0(PyObj *o, const char *method) {
-    PyObj *m = fs_py_attr(o, method);
-    PyObj *r = m ? py.Object_CallObject(m, NULL) : NULL;
-    if (m) py.DecRef(m);
-    py.Err_Clear();
-    return r;
-}
-
 /* The offsets in a code object, from two probes of known sizes. */
 static int measure_code(PyObj *code, PyObj *code_cells) {
     PyObj *adaptive = fs_py_attr(code, "_co_code_adaptive"), *table = fs_py_attr(code, "co_exceptiontable");
@@ -619,7 +611,7 @@ static void learn_loads(const struct probe_run *r, uint8_t *set, int *n, uint8_t
 static int probe_start(struct probe_run *r, PyObj *fn, PyObj *a, PyObj *b, PyObj *marker) {
     memset(r, 0, sizeof *r);
     r->gen = py.Object_CallFunctionObjArgs(fn, a, b, NULL);
-    PyObj *y = r->gen ? call0(r->gen, "__next__") : NULL;
+    PyObj *y = r->gen ? fs_py_call_method(r->gen, "__next__") : NULL;
     PyObj *frame = r->gen ? fs_py_attr(r->gen, "gi_frame") : NULL;
     uintptr_t code = 0;
     uint32_t depth;
@@ -636,7 +628,7 @@ static int probe_start(struct probe_run *r, PyObj *fn, PyObj *a, PyObj *b, PyObj
 /* Closes the probe (its finally releases the lock); 0 if the lock is free then. */
 static int probe_end(struct probe_run *r, PyObj *lock) {
     if (r->bytes) py.DecRef(r->bytes);
-    PyObj *c = r->gen ? call0(r->gen, "close") : NULL;
+    PyObj *c = r->gen ? fs_py_call_method(r->gen, "close") : NULL;
     if (c) py.DecRef(c);
     if (r->gen) py.DecRef(r->gen);
     return lock && !is_locked((uintptr_t)lock) ? 0 : -1;
@@ -859,7 +851,7 @@ void fs_py_held_measure(void) {
     }
     if (ok) { /* our generator, suspended inside `with lock:` */
         gen = py.Object_CallFunctionObjArgs(probe, lock, marker, NULL);
-        PyObj *y = gen ? call0(gen, "__next__") : NULL;
+        PyObj *y = gen ? fs_py_call_method(gen, "__next__") : NULL;
         ok = y == marker && is_locked((uintptr_t)lock) && measure_frame(gen, code, lock, marker) == 0;
         if (y) py.DecRef(y);
     }
@@ -874,7 +866,7 @@ void fs_py_held_measure(void) {
         L.ok = 0;
     }
     if (gen) {
-        PyObj *c = call0(gen, "close"); /* leaves the with block: the lock is released */
+        PyObj *c = fs_py_call_method(gen, "close"); /* leaves the with block: the lock is released */
         if (c) py.DecRef(c);
         ok = ok && !is_locked((uintptr_t)lock);
     }

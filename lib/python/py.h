@@ -80,6 +80,7 @@ int fs_py_usable(void);
 
 /* The helpers: each returns NULL/0 on any error and leaves no Python error set. */
 PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference; `name` a literal (below) */
+PyObj *fs_py_call_method(PyObj *o, const char *method); /* o.method(): new reference or NULL */
 const char *fs_py_str(PyObj *o);                        /* str's UTF-8 (2.7: bytes), borrowed */
 uint64_t fs_py_ulong(PyObj *o);                         /* an int's value, masked */
 /* An item of an object's own __dict__, read without running any code of the object's class

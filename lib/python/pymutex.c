@@ -17,13 +17,11 @@ static struct fs_py_lock_layout layout;
 
 const struct fs_py_lock_layout *fs_py_lock_layout(void) { return layout.lock_type ? &layout : NULL; }
 
-static PyObj *call(PyObj *o, const char *method) {
-    PyObj *m = fs_py_attr(o, method);
-    PyObj *r = m ? py.Object_CallObject(m, NULL) : NULL;
-    if (m) py.DecRef(m);
+/* o.method(), for its effect: 1 if it returned. */
+static int call(PyObj *o, const char *method) {
+    PyObj *r = fs_py_call_method(o, method);
     if (r) py.DecRef(r);
-    py.Err_Clear();
-    return r;
+    return r != NULL;
 }
 
 /* The offset of the first byte in [0, n) that is `before` in a and `after` in b, or -1. */
@@ -54,10 +52,10 @@ static int measure(PyObj *type, int recursive, struct fs_py_lock_kind *k) {
     }
     unsigned char before[SPAN], held[SPAN], twice[SPAN];
     memcpy(before, obj, SPAN);
-    int ok = call(obj, "acquire") != NULL;
+    int ok = call(obj, "acquire");
     memcpy(held, obj, SPAN);
     if (ok && recursive) {
-        ok = call(obj, "acquire") != NULL;
+        ok = call(obj, "acquire");
         memcpy(twice, obj, SPAN);
         call(obj, "release");
     }
