@@ -174,6 +174,15 @@ static PyObj *key_for(const char *literal) {
 
 void fs_py_binding_forget(void) { memset(keys, 0, sizeof keys); } /* line numbers: per session */
 
+int fs_py_find_word(const void *mem, int from, int to, uintptr_t v, uintptr_t mask) {
+    for (int o = from; o + 8 <= to; o += 8) {
+        uintptr_t w;
+        memcpy(&w, (const char *)mem + o, sizeof w);
+        if ((w & mask) == v) return o;
+    }
+    return -1;
+}
+
 PyObj *fs_py_call_method(PyObj *o, const char *method) {
     PyObj *m = fs_py_attr(o, method);
     PyObj *r = m ? py.Object_CallObject(m, NULL) : NULL;

@@ -521,12 +521,6 @@ static const char probe_src[] =
     "    finally:\n"
     "        forksafe_probe_lock.release()\n";
 
-static int find_word(uintptr_t base, int from, int to, uintptr_t v, uintptr_t mask) {
-    for (int o = from; o + 8 <= to; o += 8)
-        if ((W(base + (uintptr_t)o) & mask) == v) return o;
-    return -1;
-}
-
 /* The offsets in a code object, from two probes of known sizes. */
 static int measure_code(PyObj *code, PyObj *code_cells) {
     PyObj *adaptive = fs_py_attr(code, "_co_code_adaptive"), *table = fs_py_attr(code, "co_exceptiontable");
@@ -540,7 +534,7 @@ static int measure_code(PyObj *code, PyObj *code_cells) {
             break;
         }
     ok = ok && L.adaptive_off > 0 && W(c + 16) * 2 == len;
-    L.exctable_off = ok ? find_word(c, 16, L.adaptive_off, (uintptr_t)table, ~(uintptr_t)0) : -1;
+    L.exctable_off = ok ? fs_py_find_word((const void *)c, 16, L.adaptive_off, (uintptr_t)table, ~(uintptr_t)0) : -1;
     L.nlocalsplus_off = -1;
     int matches = 0;
     for (int o = 16; ok && o + 4 <= L.adaptive_off; o += 4)
@@ -561,8 +555,8 @@ static int measure_frame(PyObj *gen, PyObj *code, PyObj *lock, PyObj *marker) {
     for (int o = 16; frame && o <= 64 && !ok; o += 8) {
         uintptr_t f = W((uintptr_t)frame + (uintptr_t)o);
         if (!f || (f & 7) || f < (uintptr_t)gen || f > (uintptr_t)gen + 512) continue; /* inside the generator */
-        int e = find_word(f, 0, 128, (uintptr_t)code, ~(uintptr_t)7);
-        int fo = find_word(f, 0, 128, (uintptr_t)frame, ~(uintptr_t)0);
+        int e = fs_py_find_word((const void *)f, 0, 128, (uintptr_t)code, ~(uintptr_t)7);
+        int fo = fs_py_find_word((const void *)f, 0, 128, (uintptr_t)frame, ~(uintptr_t)0);
         uintptr_t start = (uintptr_t)code + (uintptr_t)L.adaptive_off, end = start + 2 * W((uintptr_t)code + 16);
         int ip = -1, ls = -1;
         for (int k = 0; k + 8 <= 128 && ip < 0; k += 8)
@@ -663,9 +657,9 @@ static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
     ok = ok && probe_start(&r[0], fn1, lk[0], marker, marker) == 0;
     if (ok) { /* PUSH_EXC_INFO; LOAD_FAST lock; LOAD_ATTR release (method); CALL 0 */
         PyObj *names = fs_py_attr(r[0].code, "co_names");
-        F.names_off = names ? find_word((uintptr_t)r[0].code, 16, L.adaptive_off, (uintptr_t)names, ~(uintptr_t)0) : -1;
+        F.names_off = names ? fs_py_find_word((const void *)r[0].code, 16, L.adaptive_off, (uintptr_t)names, ~(uintptr_t)0) : -1;
         PyObj *first = names ? py.Tuple_GetItem(names, 0) : NULL; /* borrowed */
-        F.items_off = first ? find_word((uintptr_t)names, 24, 48, (uintptr_t)first, ~(uintptr_t)0) : -1;
+        F.items_off = first ? fs_py_find_word((const void *)names, 24, 48, (uintptr_t)first, ~(uintptr_t)0) : -1;
         if (names) py.DecRef(names);
         py.Err_Clear();
         const struct code_view *c = &r[0].c;
@@ -702,7 +696,7 @@ static void learn_finally(PyObj *globals, PyObj *klass, PyObj *marker) {
         const struct code_view *c = &r[2].c;
         struct insn g = at(c, next_real(c, r[2].t));
         F.load_global = g.op;
-        F.globals_off = find_word(r[2].f, 0, L.localsplus_off, (uintptr_t)globals, ~(uintptr_t)0);
+        F.globals_off = fs_py_find_word((const void *)r[2].f, 0, L.localsplus_off, (uintptr_t)globals, ~(uintptr_t)0);
         ok = at(c, r[2].t).op == F.push_exc_info && !(g.arg & 1) &&
              name_is((uintptr_t)r[2].code, g.arg >> 1, "forksafe_probe_lock") && F.globals_off > 0;
     }
@@ -783,11 +777,11 @@ static void measure_own_stack(PyObj *code) {
     void *tstate = py.GILState_GetThisThreadState ? py.GILState_GetThisThreadState() : NULL;
     uintptr_t f = py.Eval_GetFrame ? iframe_of(py.Eval_GetFrame()) : 0;
     int ok = name && file && tstate && f;
-    S.current_frame_off = ok ? find_word((uintptr_t)tstate, 16, 1024, f, ~(uintptr_t)0) : -1;
-    S.name_off = ok ? find_word((uintptr_t)code, 16, L.adaptive_off, (uintptr_t)name, ~(uintptr_t)0) : -1;
-    S.filename_off = ok ? find_word((uintptr_t)code, 16, L.adaptive_off, (uintptr_t)file, ~(uintptr_t)0) : -1;
+    S.current_frame_off = ok ? fs_py_find_word((const void *)tstate, 16, 1024, f, ~(uintptr_t)0) : -1;
+    S.name_off = ok ? fs_py_find_word((const void *)code, 16, L.adaptive_off, (uintptr_t)name, ~(uintptr_t)0) : -1;
+    S.filename_off = ok ? fs_py_find_word((const void *)code, 16, L.adaptive_off, (uintptr_t)file, ~(uintptr_t)0) : -1;
     static const char probe_name[] = "forksafe_probe";
-    S.str_len_off = ok ? find_word((uintptr_t)name, 16, 40, sizeof probe_name - 1, ~(uintptr_t)0) : -1;
+    S.str_len_off = ok ? fs_py_find_word((const void *)name, 16, 40, sizeof probe_name - 1, ~(uintptr_t)0) : -1;
     S.str_ascii_off = -1;
     for (int o = 24; ok && o < 96 && S.str_ascii_off < 0; o += 8)
         if (memcmp((const char *)name + o, probe_name, sizeof probe_name) == 0) S.str_ascii_off = o;

@@ -81,6 +81,9 @@ int fs_py_usable(void);
 /* The helpers: each returns NULL/0 on any error and leaves no Python error set. */
 PyObj *fs_py_attr(PyObj *o, const char *name);          /* new reference; `name` a literal (below) */
 PyObj *fs_py_call_method(PyObj *o, const char *method); /* o.method(): new reference or NULL */
+/* The offset of the first 8-byte aligned word in mem[from, to) that is v under mask, or -1: how
+ * our layout probes find a field in an object of ours. */
+int fs_py_find_word(const void *mem, int from, int to, uintptr_t v, uintptr_t mask);
 const char *fs_py_str(PyObj *o);                        /* str's UTF-8 (2.7: bytes), borrowed */
 uint64_t fs_py_ulong(PyObj *o);                         /* an int's value, masked */
 /* An item of an object's own __dict__, read without running any code of the object's class

@@ -31,16 +31,6 @@ static int changed_byte(const unsigned char *a, const unsigned char *b, int n, i
     return -1;
 }
 
-/* The offset of the 8-byte aligned word equal to v, or -1. */
-static int find_word(const unsigned char *a, int n, uint64_t v) {
-    for (int i = 0; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, a + i, 8);
-        if (w == v) return i;
-    }
-    return -1;
-}
-
 #define SPAN 64
 
 /* One type: object layout from an instance of `type`, acquired once (and twice for RLock). */
@@ -61,9 +51,9 @@ static int measure(PyObj *type, int recursive, struct fs_py_lock_kind *k) {
     }
     if (ok) call(obj, "release");
     k->type = (uintptr_t)type;
-    k->type_off = find_word(before, SPAN, (uintptr_t)type);
+    k->type_off = fs_py_find_word(before, 0, SPAN, (uintptr_t)type, ~(uintptr_t)0);
     k->mutex_off = ok ? changed_byte(before, held, SPAN, 0, 1) : -1;
-    k->owner_off = ok && recursive ? find_word(held, SPAN, (uint64_t)pthread_self()) : -1;
+    k->owner_off = ok && recursive ? fs_py_find_word(held, 0, SPAN, (uintptr_t)pthread_self(), ~(uintptr_t)0) : -1;
     k->level_off = -1;
     if (ok && recursive) /* the field that went 0 -> 1 on the second acquire */
         for (int i = 0; i + 8 <= SPAN && k->level_off < 0; i += 8) {
